@@ -1,0 +1,23 @@
+"""Exceptions a user can cause. Each carries a one-line message fit for a command line."""
+
+from __future__ import annotations
+
+
+class WetokError(Exception):
+    """Base class of every error wetok raises for bad input (files, shapes, settings)."""
+
+
+class ConfigError(WetokError, ValueError):
+    """An invalid or inconsistent model configuration."""
+
+
+class CheckpointError(WetokError):
+    """A weights file that cannot be read as the requested model: missing, corrupt, wrong keys."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A file whose loading would need arbitrary unpickling (it could run code)."""
+
+
+class WeightsNotFoundError(CheckpointError, FileNotFoundError):
+    """Released weights that are neither in the local cache nor downloadable."""

@@ -1,0 +1,32 @@
+"""Finding released weights in the Hugging Face cache (downloading them when online)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import TokenizerConfig
+from .errors import WeightsNotFoundError
+
+
+def hub_weights_path(config: TokenizerConfig) -> Path:
+    """Local path of a preset's released checkpoint.
+
+    Uses `huggingface_hub.hf_hub_download`: the standard cache (`HF_HOME`, default
+    `~/.cache/huggingface/hub`) when the file is there, a download otherwise. With
+    `HF_HUB_OFFLINE=1` only the cache is read. Raises `WeightsNotFoundError` with the command
+    that fetches the file when neither works.
+    """
+    if config.hub is None:
+        raise WeightsNotFoundError(f"configuration {config.name or config.describe()} names no released weights")
+    from huggingface_hub import hf_hub_download
+
+    hub = config.hub
+    try:
+        return Path(hf_hub_download(repo_id=hub.repo_id, filename=hub.filename, revision=hub.revision))
+    except Exception as exc:  # offline, not cached, network or authorisation errors
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsNotFoundError(
+            f"released weights for {config.name or 'this model'} ({hub.repo_id}/{hub.filename}) are not in the "
+            f"Hugging Face cache and could not be downloaded ({type(exc).__name__}: {reason[:120]}); fetch them with "
+            f"`huggingface-cli download {hub.repo_id} {hub.filename}` or pass the .ckpt path"
+        ) from None

@@ -1,0 +1,90 @@
+"""Conversions between PIL images / uint8 arrays and the model's image tensors.
+
+Model tensors: float (B, 3, H, W) in [-1, 1], pixel value v in 0..255 maps to v / 127.5 - 1.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import WetokError
+
+
+def _array_to_hwc_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype != np.uint8:
+        raise WetokError(f"arrays must be uint8 (0..255), got {array.dtype}")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise WetokError(f"arrays must be (H, W), (H, W, 3) or (H, W, 4), got shape {array.shape}")
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    if array.shape[2] == 4:
+        return np.asarray(to_rgb(Image.fromarray(array)))
+    return array
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """An 8-bit RGB copy of `image`: transparency composited on `background` (white), palette,
+    grayscale, CMYK and 16-bit modes converted."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        arr = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr).convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, background + (255,))
+        return Image.alpha_composite(base, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def to_tensor(images: "Image.Image | np.ndarray | torch.Tensor | Sequence[Image.Image]") -> torch.Tensor:
+    """PIL image(s) or uint8 array/tensor -> float32 (B, 3, H, W) in [-1, 1].
+
+    Accepts one PIL image, a list of same-sized PIL images, a uint8 array (H, W), (H, W, 3) or
+    (B, H, W, 3), or a uint8 tensor (B, 3, H, W) / (3, H, W).
+    """
+    if isinstance(images, Image.Image):
+        arrays = np.asarray(to_rgb(images))[None]
+    elif isinstance(images, (list, tuple)):
+        if not images:
+            raise WetokError("no images given")
+        arrays = np.stack([np.asarray(to_rgb(im)) for im in images])
+    elif isinstance(images, np.ndarray):
+        arrays = images[None] if images.ndim <= 3 else images
+        if arrays.ndim == 4 and arrays.shape[-1] in (3, 4) or arrays.ndim == 3:
+            arrays = np.stack([_array_to_hwc_uint8(a) for a in arrays])
+        else:
+            raise WetokError(f"unsupported array shape {images.shape}")
+    elif isinstance(images, torch.Tensor):
+        if images.dtype != torch.uint8:
+            raise WetokError(f"tensors must be uint8 here (float tensors are already model input), got {images.dtype}")
+        t = images[None] if images.dim() == 3 else images
+        if t.dim() != 4 or t.shape[1] != 3:
+            raise WetokError(f"uint8 tensors must be (B, 3, H, W) or (3, H, W), got {tuple(images.shape)}")
+        return t.float() / 127.5 - 1.0
+    else:
+        raise WetokError(f"cannot convert {type(images).__name__} to an image tensor")
+    return torch.from_numpy(np.ascontiguousarray(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Float (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3): clamp, (x + 1) * 127.5, round."""
+    if images.dim() == 3:
+        images = images[None]
+    scaled = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round()
+    return scaled.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """Float (B, 3, H, W) in [-1, 1] -> B RGB PIL images."""
+    return [Image.fromarray(a) for a in to_uint8(images)]
