@@ -5,6 +5,7 @@ Model tensors: float (B, 3, H, W) in [-1, 1], pixel value v in 0..255 maps to v 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -45,6 +46,52 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
         base = Image.new("RGBA", rgba.size, background + (255,))
         return Image.alpha_composite(base, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+"""Pillow's decompression-bomb limit (about 89 megapixels); larger images are refused by default."""
+
+
+def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Read an image file as 8-bit RGB, the way every wetok tool does.
+
+    EXIF orientation is applied; grayscale, palette, CMYK and 16-bit images are converted;
+    transparency is composited on white. Images over `max_pixels` pixels are refused as possible
+    decompression bombs (`max_pixels=None` lifts the guard for trusted files). Raises `WetokError`
+    with a one-line message naming the file for missing, empty, truncated or non-image files.
+    """
+    from PIL import ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise WetokError(f"{path}: no such file")
+    if path.is_dir():
+        raise WetokError(f"{path}: is a directory, not an image")
+    try:
+        if path.stat().st_size == 0:
+            raise WetokError(f"{path}: empty file")
+        # Pillow's own guard is replaced by the explicit check below (same default limit), so
+        # that the message names the file and the override.
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with Image.open(path) as im:
+                pixels = im.width * im.height
+                if max_pixels is not None and pixels > max_pixels:
+                    raise WetokError(
+                        f"{path}: {im.width}x{im.height} = {pixels} pixels exceeds the decompression-bomb limit of "
+                        f"{max_pixels}; allow it explicitly if you trust the file (max_pixels=None)"
+                    )
+                im.load()
+                return to_rgb(ImageOps.exif_transpose(im)).copy()
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    except WetokError:
+        raise
+    except UnidentifiedImageError:
+        raise WetokError(f"{path}: not an image, or a format Pillow cannot read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise WetokError(f"{path}: truncated or corrupt image ({str(exc).strip() or type(exc).__name__})") from None
 
 
 def to_tensor(images: "Image.Image | np.ndarray | torch.Tensor | Sequence[Image.Image]") -> torch.Tensor:
