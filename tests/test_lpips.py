@@ -8,18 +8,9 @@ import pytest
 import torch
 
 from wetok.errors import CheckpointError, WeightsNotFoundError
-from wetok.lpips import BACKBONE_FILES, LPIPS, alexnet_features, lpips_package_heads, vgg16_features
+from wetok.lpips import BACKBONE_FILES, LPIPS, lpips_package_heads
 
-
-def _random_backbone_file(tmp_path: Path, net: str) -> Path:
-    """A torchvision-layout weight file (`features.*` plus a classifier entry) with random weights."""
-    torch.manual_seed(0)
-    features = vgg16_features() if net == "vgg" else alexnet_features()
-    state = {f"features.{k}": v for k, v in features.state_dict().items()}
-    state["classifier.0.bias"] = torch.zeros(7)  # other entries of the file are ignored
-    path = tmp_path / BACKBONE_FILES[net]
-    torch.save(state, path)
-    return path
+from _random_weights import write_lpips_backbone
 
 
 def _images(seed: int, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,7 +24,7 @@ def _images(seed: int, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("net", ["vgg", "alex"])
 def test_matches_reference_package(tmp_path: Path, net: str) -> None:
     lpips_ref = pytest.importorskip("lpips", reason="the reference `lpips` package is a test dependency")
-    backbone = _random_backbone_file(tmp_path, net)
+    backbone = write_lpips_backbone(tmp_path, net)
     ours = LPIPS(net, backbone_weights=backbone)  # heads from the installed package
     ref = lpips_ref.LPIPS(pretrained=True, net=net, pnet_rand=True, verbose=False)
     state = torch.load(backbone, weights_only=True)
@@ -58,7 +49,7 @@ def test_backbone_found_in_torch_hub_cache(tmp_path: Path, monkeypatch: pytest.M
     pytest.importorskip("lpips")
     cache = tmp_path / "hub" / "checkpoints"
     cache.mkdir(parents=True)
-    _random_backbone_file(cache, "alex")
+    write_lpips_backbone(cache, "alex")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     from_cache = LPIPS("alex")
     explicit = LPIPS("alex", backbone_weights=cache / BACKBONE_FILES["alex"])
@@ -74,7 +65,7 @@ def test_missing_files_name_file_and_place(tmp_path: Path, monkeypatch: pytest.M
     assert "vgg16-397923af.pth" in message and str(tmp_path / "hub" / "checkpoints") in message
     assert "\n" not in message
     with pytest.raises(WeightsNotFoundError, match="alex.pth"):
-        LPIPS("alex", backbone_weights=_random_backbone_file(tmp_path, "alex"), head_weights=tmp_path / "nowhere")
+        LPIPS("alex", backbone_weights=write_lpips_backbone(tmp_path, "alex"), head_weights=tmp_path / "nowhere")
 
 
 def test_wrong_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -6,36 +6,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from wetok.errors import WeightsNotFoundError
 from wetok.metrics.inception import FEATURE_DIM, WEIGHTS_FILE, FIDInceptionV3
+
+from _random_weights import write_inception
 
 
 @pytest.fixture(scope="module")
 def weight_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A torch home whose hub cache holds a random-weight FID Inception file."""
     home = tmp_path_factory.mktemp("torch_home")
-    _random_weight_file(home / "hub" / "checkpoints")
+    write_inception(home / "hub" / "checkpoints")
     return home
-
-
-def _random_weight_file(directory: Path) -> Path:
-    """pytorch-fid's file layout (including the 1008-way fc layer) with random weights whose
-    BatchNorm statistics are calibrated on random images, so that features vary between images."""
-    torch.manual_seed(0)
-    model = FIDInceptionV3(pretrained=False)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.momentum = None  # cumulative average: running stats = this batch's stats
-    nn.Module.train(model, True)
-    with torch.no_grad():
-        model(torch.rand(2, 3, 40, 40) * 2 - 1)
-    state = dict(model.state_dict())
-    state["fc.weight"], state["fc.bias"] = torch.randn(1008, FEATURE_DIM), torch.zeros(1008)
-    directory.mkdir(parents=True, exist_ok=True)
-    torch.save(state, directory / WEIGHTS_FILE)
-    return directory / WEIGHTS_FILE
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")

@@ -1,4 +1,4 @@
-"""The `wetok` command line (placeholder until the command-line issue lands: prints help)."""
+"""The `wetok` command line (subcommands are being added; use the Python API meanwhile)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,33 @@ import argparse
 import sys
 
 from . import __version__
+from .errors import WetokError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wetok",
-        description="WeTok discrete image tokenizer. The encode/decode/reconstruct, train and evaluate "
-        "commands are being built; use the Python API (wetok.load, Tokenizer.encode/decode) meanwhile.",
+        description="WeTok discrete image tokenizer. The encode/decode/reconstruct and train commands are being "
+        "built; use the Python API (wetok.load, Tokenizer.encode/decode) meanwhile.",
     )
     parser.add_argument("--version", action="version", version=f"wetok {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    from . import evaluate_cli
+
+    evaluate_parser = commands.add_parser("evaluate", help="reconstruction metrics on a folder of images (torchrun-ready)")
+    evaluate_cli.add_arguments(evaluate_parser)
+    evaluate_parser.set_defaults(run=evaluate_cli.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(sys.argv[1:] if argv is None else argv)
-    parser.print_help()
-    return 0
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args)
+    except WetokError as exc:
+        print(f"wetok {args.command}: error: {exc}", file=sys.stderr)
+        return 1

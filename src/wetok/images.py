@@ -121,7 +121,8 @@ def to_tensor(images: "Image.Image | np.ndarray | torch.Tensor | Sequence[Image.
         return t.float() / 127.5 - 1.0
     else:
         raise WetokError(f"cannot convert {type(images).__name__} to an image tensor")
-    return torch.from_numpy(np.ascontiguousarray(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    # contiguous NCHW: convolutions round differently on channels-last strides, so the layout is fixed
+    return torch.from_numpy(np.ascontiguousarray(arrays)).permute(0, 3, 1, 2).contiguous().float() / 127.5 - 1.0
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -128,7 +128,7 @@ class LPIPS(nn.Module):
         name = "VGG16" if self.net == "vgg" else "AlexNet"
         path = locate_weights(
             BACKBONE_FILES[self.net], explicit, what=f"LPIPS {name} backbone (torchvision ImageNet weights)",
-            option="backbone_weights=...",
+            option="backbone_weights=... / --weights-dir",
         )
         state = read_state_dict(path)
         features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
@@ -141,10 +141,10 @@ class LPIPS(nn.Module):
             if packaged is None:
                 raise WeightsNotFoundError(
                     f"LPIPS v0.1 {self.net} heads: {filename} not found; `pip install lpips` (it ships "
-                    f"lpips/weights/v0.1/{filename}) or pass its path (head_weights=...)"
+                    f"lpips/weights/v0.1/{filename}) or pass its path (head_weights=... / --weights-dir)"
                 )
             explicit = packaged
-        path = locate_weights(filename, explicit, what=f"LPIPS v0.1 {self.net} heads", option="head_weights=...")
+        path = locate_weights(filename, explicit, what=f"LPIPS v0.1 {self.net} heads", option="head_weights=... / --weights-dir")
         state = read_state_dict(path)
         heads = {f"{i}.weight": state[f"lin{i}.model.1.weight"] for i in range(5) if f"lin{i}.model.1.weight" in state}
         load_exactly(self.heads, heads, str(path))

@@ -2,9 +2,10 @@
 
     FD = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))
 
-tr((S1 S2)^(1/2)) is computed as the sum of square roots of the eigenvalues of the symmetric
-matrix S1^(1/2) S2 S1^(1/2), which has the eigenvalues of S1 S2: the same value as scipy's
-`sqrtm`-based formula (pytorch-fid, the original evaluation) without its complex arithmetic.
+tr((S1 S2)^(1/2)) is the sum of square roots of the eigenvalues of S1 S2, taken from a symmetric
+matrix with the same non-zero eigenvalues: S1^(1/2) S2 S1^(1/2) (D x D), or, when S2 comes from
+N < D feature vectors X (centred), X S1 X^T / (N - 1) (N x N, much cheaper). The value equals
+scipy's `sqrtm`-based formula (pytorch-fid, the original evaluation) without complex arithmetic.
 
 Reference statistics (the mean and covariance of a dataset's features under one protocol) are
 kept in `.npz` files and reused.
@@ -29,11 +30,13 @@ STATS_FORMAT = "wetok-fid-stats-1"
 
 @dataclass(frozen=True)
 class GaussianStats:
-    """Mean (D,) and covariance (D, D), float64, of `count` feature vectors."""
+    """Mean (D,) and covariance (D, D), float64, of `count` feature vectors; `centred` keeps the
+    centred vectors (N, D) when N < D (not saved), for the cheaper trace formula."""
 
     mu: np.ndarray
     sigma: np.ndarray
     count: int
+    centred: np.ndarray | None = None
 
     @classmethod
     def from_features(cls, features: np.ndarray | torch.Tensor) -> "GaussianStats":
@@ -42,7 +45,9 @@ class GaussianStats:
         if f.ndim != 2 or f.shape[0] < 2:
             raise WetokError(f"FID needs at least 2 feature vectors (N, D), got shape {f.shape}")
         f = f.astype(np.float64)
-        return cls(mu=f.mean(axis=0), sigma=np.cov(f, rowvar=False), count=int(f.shape[0]))
+        mu = f.mean(axis=0)
+        centred = f - mu if f.shape[0] < f.shape[1] else None
+        return cls(mu=mu, sigma=np.cov(f, rowvar=False), count=int(f.shape[0]), centred=centred)
 
     def save(self, path: str | Path, key: str) -> None:
         """Write to an `.npz` file (atomically), tagged with `key` (what the statistics describe)."""
@@ -85,10 +90,16 @@ def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
     """The Frechet distance between two Gaussians, computed in float64 (>= 0 up to rounding)."""
     if a.mu.shape != b.mu.shape or a.sigma.shape != b.sigma.shape:
         raise WetokError(f"feature statistics differ in dimension: {a.mu.shape} vs {b.mu.shape}")
+    if a.centred is not None and b.centred is None:
+        a, b = b, a  # symmetric in a and b: let b be the one with few vectors
     mu1, mu2 = torch.from_numpy(a.mu).double(), torch.from_numpy(b.mu).double()
     s1, s2 = torch.from_numpy(a.sigma).double(), torch.from_numpy(b.sigma).double()
-    root1 = _sqrt_psd((s1 + s1.T) / 2)
-    inner = root1 @ s2 @ root1
+    if b.centred is not None:
+        x = torch.from_numpy(b.centred).double()
+        inner = x @ s1 @ x.T / (b.count - 1)
+    else:
+        root1 = _sqrt_psd((s1 + s1.T) / 2)
+        inner = root1 @ s2 @ root1
     eig = torch.linalg.eigvalsh((inner + inner.T) / 2)
     tr_covmean = eig.clamp_min(0).sqrt().sum()
     diff = mu1 - mu2
