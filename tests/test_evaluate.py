@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import wetok
 from wetok.errors import WetokError
@@ -17,6 +16,7 @@ from wetok.images import read_image, to_tensor, to_uint8
 from wetok.lpips import LPIPS
 from wetok.transforms import resize_shorter_center_crop
 
+from _photos import photo_folder
 from _random_weights import calibrated_inception
 
 skimage_metrics = pytest.importorskip("skimage.metrics")
@@ -24,22 +24,6 @@ skimage_data = pytest.importorskip("skimage.data")
 
 FIXTURES = Path(__file__).parents[1].parent / "shared" / "fixtures" / "reference"
 pytestmark = pytest.mark.skipif(not (FIXTURES / "tiny_d16.ckpt").is_file(), reason=f"fixture checkpoints absent ({FIXTURES})")
-
-
-def photo_folder(root: Path) -> Path:
-    """5 photos of varied sizes (two in a sub-folder, PNG and JPEG) and one broken file."""
-    photos = {"astronaut": skimage_data.astronaut(), "coffee": skimage_data.coffee(), "chelsea": skimage_data.chelsea(),
-              "rocket": skimage_data.rocket(), "camera": skimage_data.camera()}
-    sizes = [(70, 45), (61, 80), (96, 64), (50, 75), (66, 66)]
-    (root / "sub").mkdir(parents=True, exist_ok=True)
-    for k, ((name, array), size) in enumerate(zip(photos.items(), sizes)):
-        image = Image.fromarray(array).convert("RGB").resize(size, Image.BICUBIC)
-        if k % 2:
-            image.save(root / "sub" / f"{name}.jpg", quality=92)
-        else:
-            image.save(root / f"{name}.png")
-    (root / "broken.jpg").write_bytes(b"not a jpeg")
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -39,11 +39,12 @@ def test_two_known_gaussians_match_the_formula() -> None:
     assert frechet_distance(ra, rb) == pytest.approx(expected, rel=1e-10)
 
 
-@pytest.mark.parametrize("n, d", [(400, 48), (30, 48), (250, 160)])
-def test_equals_scipy_sqrtm_value(n: int, d: int) -> None:
-    rng = np.random.default_rng(n + d)
-    x = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * 0.2
-    y = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * 0.2 + 0.05
+@pytest.mark.parametrize("n1, n2, d", [(400, 400, 48), (30, 30, 48), (250, 250, 160), (300, 20, 48), (20, 300, 48)])
+def test_equals_scipy_sqrtm_value(n1: int, n2: int, d: int) -> None:
+    """Both the D x D route and the N x N route (fewer vectors than dimensions)."""
+    rng = np.random.default_rng(n1 + n2 + d)
+    x = rng.normal(size=(n1, d)) @ rng.normal(size=(d, d)) * 0.2
+    y = rng.normal(size=(n2, d)) @ rng.normal(size=(d, d)) * 0.2 + 0.05
     a, b = GaussianStats.from_features(x), GaussianStats.from_features(y.astype(np.float32))
     np.testing.assert_allclose(a.sigma, np.cov(x, rowvar=False), rtol=1e-12)
     want = _scipy_frechet(a, b)
