@@ -2,11 +2,12 @@
 
     python benchmarks/evaluate.py [--device cpu|cuda] [--batch 8] [--repeats 3] [--preset imagenet-d16]
 
-Metric networks and the tokenizer get random weights (pretrained files are absent here; the cost
-does not depend on the values). Prints the median of `repeats` timed runs after one warm-up, for:
-PSNR, SSIM (scikit-image-equal, float64), LPIPS AlexNet / VGG, InceptionV3 features (one image
-set; rFID needs the originals once, then reconstructions), tokenizer reconstruction, and the
-codec baselines' quality search (per image, CPU).
+Metric networks get random weights (pretrained files are absent here; the cost does not depend
+on the values). Prints the median of `repeats` timed runs after one warm-up, for: PSNR, SSIM
+(scikit-image-equal, float64), LPIPS AlexNet / VGG, InceptionV3 features (one image set; rFID
+needs the originals once, then reconstructions), and the codec baselines' quality search (per
+image, CPU) at the bit rate of `--preset`. The tokenizer's own encode/decode throughput is
+`benchmarks/codec.py`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from wetok import PRESETS, Tokenizer
+from wetok import PRESETS
 from wetok.baselines import CODECS, compress_to_bpp
 from wetok.lpips import LPIPS
 from wetok.metrics.inception import FIDInceptionV3
@@ -50,7 +51,6 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--preset", default="imagenet-d16", choices=sorted(PRESETS))
-    parser.add_argument("--skip-model", action="store_true", help="leave out the tokenizer reconstruction")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -71,9 +71,6 @@ def main() -> None:
             rows.append((f"lpips_{net}", time_it(lambda: metric(x, y), device, args.repeats)))
         inception = FIDInceptionV3(pretrained=False).to(device)
         rows.append(("inception features (rfid, per image set)", time_it(lambda: inception(y), device, args.repeats)))
-        if not args.skip_model:
-            model = Tokenizer(PRESETS[args.preset]).to(device).eval()
-            rows.append((f"reconstruct ({args.preset}, random weights)", time_it(lambda: model.reconstruct(x), device, args.repeats)))
     images = ref.cpu().numpy()
     bpp = PRESETS[args.preset].latent_channels / PRESETS[args.preset].downsample ** 2
     for codec in CODECS:

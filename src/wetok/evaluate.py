@@ -618,6 +618,9 @@ def format_table(report: dict[str, Any]) -> str:
     for key, label, digits in _ROWS:
         if key == "bpp" or key in report["metrics"] or key in report.get("unavailable", {}):
             lines.append(f"| {label} | " + " | ".join(_fmt(values.get(key), digits) for _, values in columns) + " |")
+    if report.get("baselines"):
+        lines.append("| images above the target rate | – | " + " | ".join(
+            str(entry["images_above_target"]) for entry in report["baselines"].values()) + " |")
     usage = report["metrics"].get("usage")
     if usage:
         lines.append("")
