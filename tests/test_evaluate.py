@@ -94,6 +94,26 @@ def test_original_resolution_pads_to_f_and_skips_large(folder: Path, model: weto
         evaluate(model, EvalConfig(data=folder, size=None, metrics="psnr", pad_multiple=8, progress=False), device="cpu")
 
 
+def test_truncating_uint8_and_wider_padding(folder: Path, model: wetok.Tokenizer) -> None:
+    """`uint8="truncate"` converts both images as the original scripts do; `pad_multiple` 32 on a
+    d16 model pads further (more tokens, so more bits per pixel)."""
+    config = EvalConfig(data=folder, size=None, metrics="psnr,ssim", uint8="truncate", pad_multiple=32, limit=1,
+                        per_image=True, progress=False)
+    row = evaluate(model, config, device="cpu").report["per_image"][0]
+    original = np.asarray(read_image(folder / row["path"]))  # 70x45
+    x = to_tensor(original)
+    padded, box = wetok.pad_to_multiple(x, 32)
+    recon = wetok.crop(model.decode(model.encode(padded)), box)
+
+    def truncate(t: torch.Tensor) -> np.ndarray:
+        return ((t.clamp(-1, 1) + 1) / 2 * 255).to(torch.uint8).permute(0, 2, 3, 1)[0].numpy()
+
+    assert row["psnr"] == pytest.approx(skimage_metrics.peak_signal_noise_ratio(truncate(x), truncate(recon)), abs=1e-9)
+    assert row["ssim"] == pytest.approx(
+        skimage_metrics.structural_similarity(truncate(x), truncate(recon), data_range=255, channel_axis=-1), abs=1e-9)
+    assert row["bpp"] == pytest.approx(4 * 6 * 32 / (45 * 70))  # padded to 64x96: a 4x6 token grid
+
+
 def test_random_networks_lpips_rfid_and_statistics_reuse(folder: Path, model: wetok.Tokenizer, tmp_path: Path) -> None:
     torch.manual_seed(0)
     nets = Networks(lpips_alex=LPIPS("alex", pretrained=False), inception=calibrated_inception())

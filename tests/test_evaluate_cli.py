@@ -37,9 +37,9 @@ def test_writes_report_grid_and_table(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "alexnet-owt-7be5be79.pth" in report["unavailable"]["lpips_alex"]
     assert report["model"]["architecture_hash"] and report["versions"]["torch"]
     assert (tmp_path / "out" / "report.png").is_file()
-    captured = capsys.readouterr().out
-    assert f"| PSNR (dB) ↑ | {report['metrics']['psnr']:.3f} |" in captured
-    assert "pt_inception-2015-12-05-6726825d.pth not found" in captured
+    captured = capsys.readouterr()
+    assert f"| PSNR (dB) ↑ | {report['metrics']['psnr']:.3f} |" in captured.out
+    assert "rfid not computed: FID InceptionV3 weights: pt_inception-2015-12-05-6726825d.pth not found" in captured.err
 
 
 @pytest.mark.parametrize(

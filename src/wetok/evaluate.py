@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -216,8 +217,8 @@ class EvalResult:
 class _ImageSet(torch.utils.data.Dataset):
     """Item i: ("ok", i, uint8 (H, W, 3)) under the protocol, or ("skip", i, reason)."""
 
-    def __init__(self, files: list[Path], root: Path, size: int | None, max_side: int | None) -> None:
-        self.files, self.root, self.size, self.max_side = files, root, size, max_side
+    def __init__(self, files: list[Path], size: int | None, max_side: int | None) -> None:
+        self.files, self.size, self.max_side = files, size, max_side
 
     def __len__(self) -> int:
         return len(self.files)
@@ -442,7 +443,7 @@ def _evaluate(
     nets = networks if networks is not None else load_networks(config.metrics, weights_dir=config.weights_dir, device=device)
     for name, reason in nets.unavailable.items():
         if rank == 0:
-            print(f"wetok evaluate: {name} not computed: {reason}", flush=True)
+            print(f"wetok evaluate: {name} not computed: {reason}", file=sys.stderr, flush=True)
 
     # The originals' FID statistics: reuse a cached file made for the same files and protocol.
     stats_path, key, reference = None, None, None
@@ -461,7 +462,7 @@ def _evaluate(
     acc = _Accumulator(model, config, nets, need_ref_features=reference is None, pad=pad)
     batches = _shard(len(files), config.batch_size, rank, world)
     loader = torch.utils.data.DataLoader(
-        _ImageSet(files, config.data, config.size, config.max_side), batch_sampler=batches,
+        _ImageSet(files, config.size, config.max_side), batch_sampler=batches,
         collate_fn=list, num_workers=config.num_workers,
     )
     from tqdm.auto import tqdm
