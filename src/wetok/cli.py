@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from . import __version__
+from .errors import WetokError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,11 +16,23 @@ def build_parser() -> argparse.ArgumentParser:
         "commands are being built; use the Python API (wetok.load, Tokenizer.encode/decode) meanwhile.",
     )
     parser.add_argument("--version", action="version", version=f"wetok {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    from .training import command as train_command
+
+    train_command.add_arguments(commands.add_parser("train", help="train a tokenizer (stage 1 or 2), one process or under torchrun"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "train":
+        from .training import command as train_command
+
+        try:
+            return train_command.run(args)
+        except WetokError as exc:
+            print(f"wetok train: error: {exc}", file=sys.stderr)
+            return 2
     parser.print_help()
     return 0
