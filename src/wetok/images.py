@@ -121,7 +121,7 @@ def to_tensor(images: "Image.Image | np.ndarray | torch.Tensor | Sequence[Image.
         return t.float() / 127.5 - 1.0
     else:
         raise WetokError(f"cannot convert {type(images).__name__} to an image tensor")
-    return torch.from_numpy(np.ascontiguousarray(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return torch.from_numpy(np.array(arrays, dtype=np.uint8, copy=True)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
