@@ -173,7 +173,8 @@ class StopRequest:
 
 
 def _check_finite(step: int, parts: dict[str, torch.Tensor], stop: StopRequest, info: Distributed) -> bool:
-    """Raise `TrainingDiverged` naming the term when any rank saw a NaN/inf loss; return whether
+    """Raise `TrainingDiverged` naming the step (1-based, as checkpoints count) and the term when
+    any rank saw a NaN/inf loss; return whether
     any rank was asked to stop. One all-reduce for both questions."""
     bad = [name for name, value in parts.items() if not math.isfinite(float(value))]
     nan_flag, stop_flag = all_reduce_max([1.0 if bad else 0.0, 1.0 if stop.signal else 0.0], info)
@@ -370,8 +371,8 @@ def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Dist
             parts.ema.update(model)
 
             losses = {k: v for k, v in logged.items() if not k.startswith("usage/") and not k.endswith("grad_norm")}
-            stopping = _check_finite(step, losses, stop, info)
             done = step + 1
+            stopping = _check_finite(done, losses, stop, info)
             window_images += cfg.data.batch_size * optim.grad_accum * info.world
 
             # ---- reporting ----
