@@ -94,3 +94,14 @@ def test_preset_architecture():
 
 def test_exponent_without_dot_is_a_number():
     assert load_train_config(TINY_CONFIG, ["optim.lr=2e-4"]).optim.lr == 2e-4
+
+
+def test_stage1_yaml_documents_every_key():
+    import dataclasses
+    import yaml
+
+    documented = yaml.safe_load((REPO / "configs" / "stage1.yaml").read_text())
+    for section in dataclasses.fields(TrainConfig):
+        keys = {f.name for f in dataclasses.fields(section.type if not isinstance(section.type, str) else
+                                                   type(getattr(TrainConfig(), section.name)))}
+        assert set(documented[section.name]) == keys, section.name

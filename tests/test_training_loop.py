@@ -150,3 +150,19 @@ def test_sigterm_writes_a_checkpoint_and_stops(data, tmp_path, monkeypatch):
     assert [s for s, _ in list_checkpoints(tmp_path)] == [1]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert loop.export_latest(tmp_path).joinpath("model.safetensors").is_file()
+
+
+def test_perceptual_term_with_random_lpips_weights(data, tmp_path, monkeypatch):
+    import functools
+
+    import wetok.lpips
+
+    cfg = load_train_config(TINY_CONFIG, ["loss.perceptual_weight=1", "loss.perceptual_net=alex", "train.steps=1"])
+    with pytest.raises(wetok.WeightsNotFoundError, match="loss.perceptual_weight: 0"):
+        loop.build_perceptual(cfg, torch.device("cpu"))
+    monkeypatch.setattr(wetok.lpips, "LPIPS", functools.partial(wetok.lpips.LPIPS, pretrained=False))
+    assert loop.train(cfg, data, tmp_path, progress=False) == 0
+    m = read_metrics(tmp_path)[0]
+    assert m["train/perceptual"] > 0
+    assert m["train/total"] == pytest.approx(
+        m["train/l1"] + m["train/perceptual"] + 0.1 * m["train/entropy"] + 0.25 * m["train/commitment"], rel=1e-5)

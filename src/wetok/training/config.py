@@ -44,7 +44,7 @@ class ModelSection:
 class InitSection:
     """Where the weights start."""
 
-    checkpoint: str | None = None  # released .ckpt, saved model dir, or a wetok training checkpoint (.pt); None = random
+    checkpoint: str | None = None  # released .ckpt, saved model dir, or a wetok training checkpoint (.pt); null = random
     weights: str = "ema"  # "ema" or "raw": which weights of a released .ckpt to start from
     discriminator: bool = True  # stage 1: also take the discriminator from the checkpoint when it has one
 
@@ -56,7 +56,7 @@ class DataSection:
     layout: str = "auto"  # auto | folder | imagenet | coco | tar (auto: tar shards if any *.tar, ImageNet/COCO split dirs, else folder)
     split: str = "train"  # ImageNet/COCO split directory (train -> train/ or train2017/)
     size: int = 256  # crop size in pixels (a multiple of the downsample factor)
-    resize: int | None = 256  # shorter side resized to this before cropping; None = keep (upscaled only if smaller than size)
+    resize: int | None = 256  # shorter side resized to this before cropping; null = keep (upscaled only if smaller than size)
     random_scale: tuple[float, float] | None = None  # optional (lo, hi): multiply `resize` by a uniform factor per sample
     flip: bool = True  # random horizontal flips
     batch_size: int = 4  # images per process per micro-batch
@@ -104,7 +104,7 @@ class OptimSection:
     min_lr_ratio: float = 0.0  # cosine: final lr as a fraction of the peak
     drop_steps: tuple[int, ...] = ()  # step: multiply the lr by drop_factor at each of these steps
     drop_factor: float = 0.1  # step: the factor
-    grad_clip: float | None = 1.0  # max global gradient norm per network; None = no clipping
+    grad_clip: float | None = 1.0  # max global gradient norm per network; null = no clipping
     grad_accum: int = 1  # micro-batches per optimizer step
     ema_decay: float = 0.999  # EMA of the tokenizer weights (evaluation and export); warm-up min(decay, (1+n)/(10+n))
 
@@ -118,7 +118,7 @@ class TrainSection:
     seed: int = 0  # seeds weights, data order and augmentation
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 uses a gradient scaler)
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
-    threads: int | None = None  # torch CPU threads per process (None = torch's default)
+    threads: int | None = None  # torch CPU threads per process (null = torch's default)
     ckpt_every: int = 1000  # write a checkpoint every this many steps (and at the end)
     ckpt_minutes: float | None = None  # also write one when this many minutes passed since the last
     keep_checkpoints: int = 3  # newest training checkpoints kept

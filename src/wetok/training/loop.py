@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..checkpoint import _atomic_write
 from ..data import RandomCrop, evaluation_images, training_batches
-from ..errors import ConfigError, WetokError
+from ..errors import ConfigError, WeightsNotFoundError, WetokError
 from ..losses import LeCAM, PatchDiscriminator
 from ..tokenizer import Tokenizer
 from .config import TrainConfig
@@ -110,7 +110,13 @@ def build_perceptual(cfg: TrainConfig, device: torch.device) -> nn.Module | None
     except ImportError:
         raise WetokError("LPIPS is not available in this wetok build: set loss.perceptual_weight: 0") from None
     lo = cfg.loss
-    net = LPIPS(lo.perceptual_net, backbone_weights=lo.perceptual_backbone_weights, head_weights=lo.perceptual_head_weights)
+    try:
+        net = LPIPS(lo.perceptual_net, backbone_weights=lo.perceptual_backbone_weights, head_weights=lo.perceptual_head_weights)
+    except WeightsNotFoundError as exc:
+        raise WeightsNotFoundError(
+            f"{exc} (training config: loss.perceptual_backbone_weights / loss.perceptual_head_weights; "
+            "or loss.perceptual_weight: 0 to train without LPIPS)"
+        ) from None
     return net.to(device).eval().requires_grad_(False)
 
 
