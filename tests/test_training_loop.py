@@ -166,3 +166,15 @@ def test_perceptual_term_with_random_lpips_weights(data, tmp_path, monkeypatch):
     assert m["train/perceptual"] > 0
     assert m["train/total"] == pytest.approx(
         m["train/l1"] + m["train/perceptual"] + 0.1 * m["train/entropy"] + 0.25 * m["train/commitment"], rel=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_and_accumulation(stage1_run, data, tmp_path, precision):
+    cfg = load_train_config(TINY_CONFIG, [f"train.precision={precision}", "train.steps=1"])
+    assert loop.train(cfg, data, tmp_path, progress=False) == 0
+    mixed, full = read_metrics(tmp_path)[0], read_metrics(stage1_run)[0]
+    assert mixed["train/l1"] == pytest.approx(full["train/l1"], rel=0.05)  # same batch, same init
+    assert mixed["train/entropy"] == pytest.approx(full["train/entropy"], rel=0.01)
+    accumulated = load_train_config(TINY_CONFIG, ["optim.grad_accum=2", "data.batch_size=1", "train.steps=1"])
+    assert loop.train(accumulated, data, tmp_path / "accum", progress=False) == 0
+    assert read_metrics(tmp_path / "accum")[0]["train/l1"] > 0
