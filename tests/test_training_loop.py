@@ -178,3 +178,20 @@ def test_mixed_precision_and_accumulation(stage1_run, data, tmp_path, precision)
     accumulated = load_train_config(TINY_CONFIG, ["optim.grad_accum=2", "data.batch_size=1", "train.steps=1"])
     assert loop.train(accumulated, data, tmp_path / "accum", progress=False) == 0
     assert read_metrics(tmp_path / "accum")[0]["train/l1"] > 0
+
+
+def test_checkpoint_files_are_atomic(tmp_path):
+    from wetok.training.state import latest_checkpoint, save_checkpoint, set_aside_newer
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / ".step-00000009.pt.abc.tmp").write_bytes(b"half a file")  # a writer killed mid-way
+    (folder / "step-00000009.pt").write_bytes(b"corrupt")  # a damaged newest checkpoint
+    save_checkpoint(tmp_path, 3, {"x": torch.ones(2)}, keep=5)
+    assert sorted(p.name for p in folder.iterdir()) == ["step-00000003.pt", "step-00000009.pt"]
+    path, state = latest_checkpoint(tmp_path)
+    assert path.name == "step-00000003.pt" and torch.equal(state["x"], torch.ones(2))
+    assert [p.name for p in set_aside_newer(tmp_path, 3)] == ["step-00000009.pt.unreadable"]
+    for step in (4, 5, 6):
+        save_checkpoint(tmp_path, step, {}, keep=2)
+    assert sorted(p.name for p in folder.iterdir()) == ["step-00000005.pt", "step-00000006.pt", "step-00000009.pt.unreadable"]

@@ -35,7 +35,7 @@ from .initial import load_initial_weights
 from .objective import discriminator_terms, generator_terms
 from .reporting import Reporter, heldout_psnr
 from .schedule import lr_factor
-from .state import latest_checkpoint, list_checkpoints, save_checkpoint
+from .state import latest_checkpoint, list_checkpoints, save_checkpoint, set_aside_newer
 
 EXPORT_DIR = "model"
 
@@ -213,6 +213,8 @@ def _resolve_resume(cfg: TrainConfig, run_dir: Path, resume: bool) -> dict[str, 
     found = latest_checkpoint(run_dir)
     if found is None:
         raise WetokError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    for path in set_aside_newer(run_dir, int(found[1]["step"])):
+        print(f"wetok train: unreadable checkpoint set aside as {path}")
     return found[1]
 
 

@@ -44,6 +44,8 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int
     the newest `keep` checkpoints."""
     path = checkpoint_path(run_dir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(".step-*.tmp"):  # left by a process killed while writing
+        stale.unlink(missing_ok=True)
     payload = {"format": TRAIN_FORMAT, "version": TRAIN_FORMAT_VERSION, "step": step, **payload}
     _atomic_write(path, lambda tmp: torch.save(payload, tmp))
     for _, old in list_checkpoints(run_dir)[:-keep]:
@@ -76,3 +78,15 @@ def latest_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     if errors:
         raise CheckpointError(f"no readable checkpoint in {checkpoint_dir(run_dir)}: {errors[0]}")
     return None
+
+
+def set_aside_newer(run_dir: Path, step: int) -> list[Path]:
+    """Rename checkpoints newer than `step` (unreadable ones a resume skipped) to `*.pt.unreadable`,
+    so that they neither shadow nor prune the checkpoints the resumed run writes. Returns the new names."""
+    moved = []
+    for later, path in list_checkpoints(run_dir):
+        if later > step:
+            target = path.with_name(path.name + ".unreadable")
+            path.rename(target)
+            moved.append(target)
+    return moved
