@@ -63,8 +63,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_exactly(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Load `state` into `module`, requiring every parameter/buffer of the module with its shape
-    (extra entries in `state` are the caller's to drop). Raises one-line `CheckpointError`."""
+    (extra entries in `state` are the caller's to drop; BatchNorm's `num_batches_tracked` counters
+    may be absent). Raises one-line `CheckpointError`."""
     expected = module.state_dict()
+    state = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **state}
     missing = [k for k in expected if k not in state]
     misshaped = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or misshaped:
