@@ -195,3 +195,21 @@ def test_checkpoint_files_are_atomic(tmp_path):
     for step in (4, 5, 6):
         save_checkpoint(tmp_path, step, {}, keep=2)
     assert sorted(p.name for p in folder.iterdir()) == ["step-00000005.pt", "step-00000006.pt", "step-00000009.pt.unreadable"]
+
+
+def test_heldout_evaluation_of_the_ema_weights(data, tmp_path):
+    import json
+
+    from wetok.data import evaluation_images
+    from wetok.images import to_uint8
+    from wetok.metrics import psnr, ssim
+
+    cfg = load_train_config(TINY_CONFIG, [f"eval.folder={data}", "eval.size=32", "eval.every=3"])
+    assert loop.train(cfg, data, tmp_path, progress=False) == 0
+    rows = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 4]
+    images = evaluation_images(data, 32, 64)
+    recon = wetok.load(tmp_path / "model").reconstruct(images)
+    assert rows[-1]["psnr"] == pytest.approx(psnr(to_uint8(images), to_uint8(recon)).mean().item(), rel=1e-9)
+    assert rows[-1]["ssim"] == pytest.approx(ssim(to_uint8(images), to_uint8(recon)).mean().item(), rel=1e-9)
+    assert (tmp_path / "samples" / "step-00000004.png").is_file()

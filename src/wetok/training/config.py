@@ -128,7 +128,7 @@ class TrainSection:
 
 @dataclass(frozen=True)
 class EvalSection:
-    """Held-out PSNR of the EMA weights during training (optional)."""
+    """Held-out PSNR and SSIM of the EMA weights during training (optional)."""
 
     folder: str | None = None  # images; each resized (shorter side) and centre-cropped to `size`
     size: int = 256  # evaluation crop size

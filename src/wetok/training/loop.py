@@ -33,7 +33,7 @@ from .distributed import Distributed, all_reduce_max, all_reduce_mean, gather_ob
 from .ema import EMA
 from .initial import load_initial_weights
 from .objective import discriminator_terms, generator_terms
-from .reporting import Reporter, heldout_psnr
+from .reporting import Reporter, heldout_metrics
 from .schedule import lr_factor
 from .state import latest_checkpoint, list_checkpoints, save_checkpoint, set_aside_newer
 
@@ -313,10 +313,11 @@ def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Dist
     def evaluate(at: int) -> None:
         if heldout is None or reporter is None:
             return
-        psnr, recon = heldout_psnr(parts.ema.model, heldout)
-        reporter.evaluation(at, {"psnr": psnr})
+        values, recon = heldout_metrics(parts.ema.model, heldout)
+        reporter.evaluation(at, values)
         reporter.grid(at, heldout, recon)
-        say(f"wetok train: step {at}: held-out PSNR {psnr:.2f} dB (EMA weights, {len(heldout)} images)")
+        say(f"wetok train: step {at}: held-out PSNR {values['psnr']:.2f} dB, SSIM {values['ssim']:.4f} "
+            f"(EMA weights, {len(heldout)} images)")
 
     bar = None
     if info.main and progress:

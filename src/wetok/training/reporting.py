@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -66,19 +65,21 @@ class Reporter:
 
 
 @torch.no_grad()
-def heldout_psnr(model: Tokenizer, images: torch.Tensor, batch_size: int = 8) -> tuple[float, torch.Tensor]:
-    """Mean PSNR (dB, on 8-bit pixels) of `model`'s reconstructions of `images` (N, 3, S, S) in
-    [-1, 1], and the reconstructions of the first batch (for a grid). Generative decoders get
-    noise from a generator seeded with 0, so the figure is repeatable."""
+def heldout_metrics(model: Tokenizer, images: torch.Tensor, batch_size: int = 8) -> tuple[dict[str, float], torch.Tensor]:
+    """Mean PSNR (dB) and SSIM of `model`'s reconstructions of `images` (N, 3, S, S) in [-1, 1],
+    both on 8-bit pixels (`wetok.metrics`, scikit-image's numbers), and the reconstructions of the
+    first batch (for a grid). Generative decoders get noise from a generator seeded with 0, so
+    the figures are repeatable."""
+    from ..metrics import psnr, ssim
+
     generator = torch.Generator().manual_seed(0)
-    psnrs, first = [], None
+    psnrs, ssims, first = [], [], None
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         recon = model.reconstruct(batch.to(model.device), generator=generator).cpu()
         first = recon if first is None else first
-        a = torch.from_numpy(to_uint8(batch)).double()
-        b = torch.from_numpy(to_uint8(recon)).double()
-        mse = (a - b).pow(2).flatten(1).mean(dim=1)
-        psnrs += [10 * math.log10(255.0**2 / m) if m > 0 else 100.0 for m in mse.tolist()]
+        reference, test = to_uint8(batch), to_uint8(recon)
+        psnrs += psnr(reference, test).clamp(max=100.0).tolist()
+        ssims += ssim(reference, test).tolist()
     assert first is not None
-    return float(np.mean(psnrs)), first
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}, first
