@@ -213,3 +213,12 @@ def test_heldout_evaluation_of_the_ema_weights(data, tmp_path):
     assert rows[-1]["psnr"] == pytest.approx(psnr(to_uint8(images), to_uint8(recon)).mean().item(), rel=1e-9)
     assert rows[-1]["ssim"] == pytest.approx(ssim(to_uint8(images), to_uint8(recon)).mean().item(), rel=1e-9)
     assert (tmp_path / "samples" / "step-00000004.png").is_file()
+
+
+def test_adaptive_gan_weight_option(data, tmp_path):
+    cfg = load_train_config(TINY_CONFIG, ["loss.adaptive_gan_weight=true", "loss.gan_start=0", "train.steps=2"])
+    assert loop.train(cfg, data, tmp_path, progress=False) == 0
+    m = read_metrics(tmp_path)[0]
+    assert 0 < m["train/gan_adaptive_weight"] <= 1e4
+    stage1 = m["train/l1"] + 0.1 * m["train/entropy"] + 0.25 * m["train/commitment"]
+    assert m["train/total"] == pytest.approx(stage1 + 0.1 * m["train/gan_adaptive_weight"] * m["train/gan"], rel=1e-5)

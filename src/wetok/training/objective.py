@@ -46,8 +46,8 @@ def generator_terms(
         parts["gan"] = non_saturating_generator_loss(discriminator(recon))
         weight = torch.tensor(loss.gan_weight, device=recon.device)
         if loss.adaptive_gan_weight and last_layer is not None:
-            weight = weight * adaptive_gan_weight(reconstruction, parts["gan"], last_layer)
-            parts["gan_adaptive_weight"] = weight
+            parts["gan_adaptive_weight"] = adaptive_gan_weight(reconstruction, parts["gan"], last_layer)
+            weight = weight * parts["gan_adaptive_weight"]
         total = total + weight * parts["gan"]
     if stage == 1:
         q = out.quantizer
