@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import signal
 import sys
@@ -205,7 +206,8 @@ def _optimizer_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimiz
     return norm
 
 
-def _resolve_resume(cfg: TrainConfig, run_dir: Path, resume: bool) -> dict[str, Any] | None:
+def _resolve_resume(run_dir: Path, resume: bool, info: Distributed) -> dict[str, Any] | None:
+    """The checkpoint to continue from (None for a fresh run); a fresh run refuses a used RUN_DIR."""
     if not resume:
         if list_checkpoints(run_dir):
             raise WetokError(f"{run_dir} already holds a run's checkpoints: pass --resume to continue it, or choose another --output")
@@ -213,8 +215,9 @@ def _resolve_resume(cfg: TrainConfig, run_dir: Path, resume: bool) -> dict[str, 
     found = latest_checkpoint(run_dir)
     if found is None:
         raise WetokError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
-    for path in set_aside_newer(run_dir, int(found[1]["step"])):
-        print(f"wetok train: unreadable checkpoint set aside as {path}")
+    if info.main:
+        for path in set_aside_newer(run_dir, int(found[1]["step"])):
+            print(f"wetok train: unreadable checkpoint set aside as {path}")
     return found[1]
 
 
@@ -251,7 +254,7 @@ def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Dist
     if t.threads is not None:
         torch.set_num_threads(t.threads)
     say = print if info.main else (lambda *a, **k: None)
-    resumed = _resolve_resume(cfg, run_dir, resume)
+    resumed = _resolve_resume(run_dir, resume, info)
 
     # ---- models, optimizers, starting point ---------------------------------------------------
     parts, notes = build_parts(cfg, info.device)
@@ -296,7 +299,7 @@ def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Dist
     reporter = Reporter(run_dir) if info.main else None
 
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
-    autocast = lambda: torch.autocast(info.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)  # noqa: E731
+    autocast = functools.partial(torch.autocast, info.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
     gen_params = [p for p in model.parameters() if p.requires_grad]
     disc_params = list(parts.discriminator.parameters())
     last_ckpt_time = time.monotonic()
