@@ -1,4 +1,4 @@
-"""Two CPU processes under a real torchrun (gloo): stage 1, then stage 2 from its checkpoint."""
+"""Two CPU processes under a real torchrun (gloo): stage 1, its resume, then stage 2 from its checkpoint."""
 
 from __future__ import annotations
 
@@ -34,6 +34,15 @@ def test_two_processes_stage1_then_stage2(tmp_path):
         (state["rng"][0]["cpu"] == state["rng"][1]["cpu"]).tolist())  # each rank its own stream
     assert [m["step"] for m in read_metrics(run1)] == [1, 2, 3]
     assert wetok.load(run1 / "model").config.latent_channels == 16
+
+    # interrupted after step 2 and resumed: the same losses as the straight run, step for step
+    run3 = tmp_path / "resumed"
+    common = ["--data", str(data), "--output", str(run3)]
+    assert torchrun("--config", str(TINY_CONFIG), *common, "--steps", "2").returncode == 0
+    done = torchrun(*common, "--resume", "--steps", "3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    keys = ("step", "train/total", "train/l1", "train/gan", "train/disc_total")
+    assert [[m.get(k) for k in keys] for m in read_metrics(run3)] == [[m.get(k) for k in keys] for m in read_metrics(run1)]
 
     ckpt = run1 / "checkpoints" / "step-00000003.pt"
     done = torchrun("--config", str(TINY_CONFIG), "--data", str(data), "--output", str(run2), "--steps", "2",
