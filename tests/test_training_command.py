@@ -36,10 +36,12 @@ def test_train_resume_and_export(tmp_path, capsys):
         (["--config", str(TINY_CONFIG), "--data", "no/such/dir", "--output", "o"], "no/such/dir: no such data directory"),
         (["--data", ".", "--output", "o"], "--config is required"),
         (["--config", str(TINY_CONFIG), "--output", "o"], "--data is required"),
+        (["--config", str(TINY_CONFIG), "--data", "data", "--output", "data/a/img1.png/run"], "cannot create the run directory"),
     ],
 )
 def test_errors_are_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
+    make_images(tmp_path / "data", 2)
     status, _, err = run(capsys, *args)
     assert status == 2
     assert message in err and err.count("\n") == 1

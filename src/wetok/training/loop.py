@@ -280,7 +280,10 @@ def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Dist
         wrapped_model = DDP(model, device_ids=ids)
         wrapped_disc = DDP(parts.discriminator, device_ids=ids)
     if info.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WetokError(f"{run_dir}: cannot create the run directory ({exc.strerror or exc})") from None
         _atomic_write(run_dir / "config.yaml", lambda tmp: tmp.write_text(cfg.to_yaml()))
     say(f"wetok train: {model.config.describe()}; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
     say(f"wetok train: stage {t.stage}, {info.world} process(es) on {info.device}, batch {cfg.data.batch_size} x {optim.grad_accum} "
