@@ -53,16 +53,16 @@ def test_writes_report_grid_and_table(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_errors_are_one_line_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
     out = tmp_path / "report.json"
     args = [a.replace("{tmp}", str(tmp_path)) for a in extra]
-    assert main(["evaluate", *MODEL, *args, "--output", str(out), "--no-progress"]) == 1
+    assert main(["evaluate", *MODEL, *args, "--output", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not out.exists()
 
 
 def test_model_choice_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["evaluate", "--data", str(tmp_path)]) == 1
+    assert main(["evaluate", "--data", str(tmp_path)]) == 2
     assert "give --ckpt FILE" in capsys.readouterr().err
-    assert main(["evaluate", "--data", str(tmp_path), "--ckpt", "x.ckpt", "--preset", "imagenet-d16"]) == 1
+    assert main(["evaluate", "--data", str(tmp_path), "--ckpt", "x.ckpt", "--preset", "imagenet-d16"]) == 2
     assert "not both" in capsys.readouterr().err
 
 

@@ -18,10 +18,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wetok {__version__}")
     commands = parser.add_subparsers(dest="command")
     from . import evaluate_cli
+    from .training import command as train_command
 
     evaluate_parser = commands.add_parser("evaluate", help="reconstruction metrics on a folder of images (torchrun-ready)")
     evaluate_cli.add_arguments(evaluate_parser)
     evaluate_parser.set_defaults(run=evaluate_cli.run)
+    train_parser = commands.add_parser("train", help="train a tokenizer (stage 1 or 2), one process or under torchrun")
+    train_command.add_arguments(train_parser)
+    train_parser.set_defaults(run=train_command.run)
     return parser
 
 
@@ -35,4 +39,4 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except WetokError as exc:
         print(f"wetok {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2

@@ -131,7 +131,8 @@ class GroupLFQ(nn.Module):
             # The losses are reduced over the contiguous (B, h*w, G, b) layout, as the original
             # does: float32 sums depend on the order of their terms.
             grouped = self.group(x).float()
-            out.sample_entropy, out.codebook_entropy = self.entropies(grouped)
+            with torch.autocast(x.device.type, enabled=False):  # float32 even under mixed precision
+                out.sample_entropy, out.codebook_entropy = self.entropies(grouped)
             out.entropy_loss = self.sample_weight * out.sample_entropy - self.codebook_weight * out.codebook_entropy
             out.commitment_loss = F.mse_loss(grouped, self.group(signs).float().detach())
         return out

@@ -1,0 +1,10 @@
+"""Pixel reconstruction loss."""
+
+from __future__ import annotations
+
+import torch
+
+
+def l1_loss(images: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference over every element: (B, 3, H, W) twice -> float32 scalar."""
+    return (images.float() - reconstructions.float()).abs().mean()

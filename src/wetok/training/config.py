@@ -1,0 +1,328 @@
+"""Training configuration: frozen dataclasses read from YAML, unknown keys an error.
+
+A config file has the sections `model`, `init`, `data`, `loss`, `discriminator`, `optim`,
+`train` and `eval`; every key is documented on its dataclass field below and in `configs/`.
+`--set section.key=value` overrides a key after the file is read (the value is parsed as YAML).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..config import TokenizerConfig, get_preset
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """The architecture. `preset` (a released preset name) or the TokenizerConfig fields."""
+
+    preset: str | None = None  # e.g. "imagenet-d8"; the other keys then must stay unset
+    channels: int | None = None  # base width (multiple of 32)
+    channel_mult: tuple[int, ...] | None = None  # width multiplier per level; downsample = 2**(len-1)
+    num_res_blocks: int | None = None  # residual blocks per level
+    latent_channels: int | None = None  # C: bits per latent position
+    groups: int | None = None  # G: quantizer groups (C/G bits per token)
+
+    def tokenizer_config(self, *, generative: bool) -> TokenizerConfig:
+        """The TokenizerConfig this section describes; `generative` for stage 2."""
+        own = {k: v for k, v in dataclasses.asdict(self).items() if k != "preset" and v is not None}
+        if self.preset is not None:
+            if own:
+                raise ConfigError(f"model: give either preset or architecture keys, not both ({', '.join(own)})")
+            base = get_preset(self.preset)
+            return dataclasses.replace(base, generative=generative, name=None, hub=None)
+        return TokenizerConfig(**own, generative=generative)
+
+
+@dataclass(frozen=True)
+class InitSection:
+    """Where the weights start."""
+
+    checkpoint: str | None = None  # released .ckpt, saved model dir, or a wetok training checkpoint (.pt); null = random
+    weights: str = "ema"  # "ema" or "raw": which weights of a released .ckpt to start from
+    discriminator: bool = True  # stage 1: also take the discriminator from the checkpoint when it has one
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Training images."""
+
+    layout: str = "auto"  # auto | folder | imagenet | coco | tar (auto: tar shards if any *.tar, ImageNet/COCO split dirs, else folder)
+    split: str = "train"  # ImageNet/COCO split directory (train -> train/ or train2017/)
+    size: int = 256  # crop size in pixels (a multiple of the downsample factor)
+    resize: int | None = 256  # shorter side resized to this before cropping; null = keep (upscaled only if smaller than size)
+    random_scale: tuple[float, float] | None = None  # optional (lo, hi): multiply `resize` by a uniform factor per sample
+    flip: bool = True  # random horizontal flips
+    batch_size: int = 4  # images per process per micro-batch
+    workers: int = 2  # DataLoader worker processes per training process (0 = load in the main process)
+
+
+@dataclass(frozen=True)
+class LossSection:
+    """Loss weights (stage 2 ignores entropy and commitment)."""
+
+    l1_weight: float = 1.0  # pixel L1
+    perceptual_weight: float = 1.0  # LPIPS; 0 disables it (needs no VGG16 weights then)
+    perceptual_net: str = "vgg"  # LPIPS backbone: vgg | alex
+    perceptual_backbone_weights: str | None = None  # explicit backbone weight file (default: torch hub cache)
+    perceptual_head_weights: str | None = None  # explicit LPIPS linear-head weight file
+    gan_weight: float = 0.1  # non-saturating generator loss weight; 0 disables the GAN entirely
+    adaptive_gan_weight: bool = False  # multiply gan_weight by VQGAN's adaptive weight
+    gan_start: int = 0  # optimizer step at which the discriminator and generator GAN terms start
+    entropy_weight: float = 0.1  # GQ entropy loss weight (stage 1)
+    sample_entropy_weight: float = 1.0  # weight of the per-sample entropy inside the entropy loss
+    codebook_entropy_weight: float = 1.0  # weight of the codebook entropy inside the entropy loss
+    commitment_weight: float = 0.25  # commitment loss weight (stage 1)
+    lecam_weight: float = 0.05  # LeCAM regulariser of the discriminator; 0 disables it
+    lecam_decay: float = 0.999  # EMA decay of LeCAM's logit averages
+
+
+@dataclass(frozen=True)
+class DiscriminatorSection:
+    """The PatchGAN discriminator."""
+
+    filters: int = 64  # width of the first layer
+    layers: int = 3  # stride-2 layers
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    """Adam for both networks, learning-rate schedule, EMA, clipping, accumulation."""
+
+    lr: float = 1e-4  # tokenizer learning rate (peak)
+    disc_lr: float = 1e-4  # discriminator learning rate (peak)
+    betas: tuple[float, float] = (0.5, 0.9)  # Adam betas
+    weight_decay: float = 0.0  # Adam (L2) weight decay
+    schedule: str = "constant"  # constant | cosine | step
+    warmup_steps: int = 0  # linear warm-up from 0 over this many steps (any schedule)
+    min_lr_ratio: float = 0.0  # cosine: final lr as a fraction of the peak
+    drop_steps: tuple[int, ...] = ()  # step: multiply the lr by drop_factor at each of these steps
+    drop_factor: float = 0.1  # step: the factor
+    grad_clip: float | None = 1.0  # max global gradient norm per network; null = no clipping
+    grad_accum: int = 1  # micro-batches per optimizer step
+    ema_decay: float = 0.999  # EMA of the tokenizer weights (evaluation and export); warm-up min(decay, (1+n)/(10+n))
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """Length, precision, checkpoints, logging."""
+
+    stage: int = 1  # 1: plain decoder, all losses; 2: generative decoder, encoder+quantizer frozen
+    steps: int = 1000  # total optimizer steps
+    seed: int = 0  # seeds weights, data order and augmentation
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 uses a gradient scaler)
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda
+    threads: int | None = None  # torch CPU threads per process (null = torch's default)
+    ckpt_every: int = 1000  # write a checkpoint every this many steps (and at the end)
+    ckpt_minutes: float | None = None  # also write one when this many minutes passed since the last
+    keep_checkpoints: int = 3  # newest training checkpoints kept
+    log_every: int = 10  # TensorBoard scalars every this many steps
+    image_every: int = 500  # reconstruction grid every this many steps
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    """Held-out PSNR and SSIM of the EMA weights during training (optional)."""
+
+    folder: str | None = None  # images; each resized (shorter side) and centre-cropped to `size`
+    size: int = 256  # evaluation crop size
+    every: int = 1000  # steps between evaluations (and at the end)
+    max_images: int = 64  # at most this many images
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    init: InitSection = field(default_factory=InitSection)
+    data: DataSection = field(default_factory=DataSection)
+    loss: LossSection = field(default_factory=LossSection)
+    discriminator: DiscriminatorSection = field(default_factory=DiscriminatorSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def tokenizer_config(self) -> TokenizerConfig:
+        """The model architecture (generative decoder in stage 2)."""
+        return self.model.tokenizer_config(generative=self.train.stage == 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists), readable back by `from_dict`."""
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        """The config as YAML text (what RUN_DIR/config.yaml holds); `load_train_config` reads it."""
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        """Build from nested mappings; unknown sections/keys and wrong types are `ConfigError`s."""
+        return _build(cls, data, "")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Check/convert a YAML value to the field's annotated type (int, float, str, bool, tuples, optional)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], where)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of keys, got {value!r}")
+        return _build(annotation, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {annotation!r}")  # a programming error, not user input
+
+
+def _build(cls: Any, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        place = f"section {prefix!r}" if prefix else "the top level"
+        raise ConfigError(f"unknown key(s) in {place}: {', '.join(map(str, unknown))} (known: {', '.join(sorted(fields))})")
+    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _validate(cfg: TrainConfig) -> None:
+    t, d, o, lo = cfg.train, cfg.data, cfg.optim, cfg.loss
+    checks = [
+        (t.stage in (1, 2), f"train.stage must be 1 or 2, got {t.stage}"),
+        (t.steps > 0, f"train.steps must be positive, got {t.steps}"),
+        (t.precision in ("fp32", "bf16", "fp16"), f"train.precision must be fp32, bf16 or fp16, got {t.precision!r}"),
+        (t.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {t.device!r}"),
+        (t.ckpt_every > 0, "train.ckpt_every must be positive"),
+        (t.keep_checkpoints > 0, "train.keep_checkpoints must be positive"),
+        (t.log_every > 0 and t.image_every > 0, "train.log_every and train.image_every must be positive"),
+        (d.layout in ("auto", "folder", "imagenet", "coco", "tar"), f"data.layout must be auto, folder, imagenet, coco or tar, got {d.layout!r}"),
+        (d.size > 0 and d.batch_size > 0 and d.workers >= 0, "data.size and data.batch_size must be positive, data.workers >= 0"),
+        (d.resize is None or d.resize > 0, "data.resize must be positive or null"),
+        (d.random_scale is None or 0 < d.random_scale[0] <= d.random_scale[1], "data.random_scale must be (lo, hi) with 0 < lo <= hi"),
+        (o.schedule in ("constant", "cosine", "step"), f"optim.schedule must be constant, cosine or step, got {o.schedule!r}"),
+        (o.lr > 0 and o.disc_lr > 0, "optim.lr and optim.disc_lr must be positive"),
+        (o.grad_accum > 0 and o.warmup_steps >= 0, "optim.grad_accum must be positive and optim.warmup_steps >= 0"),
+        (0.0 <= o.ema_decay < 1.0, "optim.ema_decay must be in [0, 1)"),
+        (o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip must be positive or null"),
+        (lo.perceptual_net in ("vgg", "alex"), f"loss.perceptual_net must be vgg or alex, got {lo.perceptual_net!r}"),
+        (0.0 <= lo.lecam_decay < 1.0, "loss.lecam_decay must be in [0, 1)"),
+        (cfg.init.weights in ("ema", "raw"), f"init.weights must be ema or raw, got {cfg.init.weights!r}"),
+        (cfg.eval.size > 0 and cfg.eval.every > 0 and cfg.eval.max_images > 0, "eval.size, eval.every and eval.max_images must be positive"),
+    ]
+    weights = {k: v for k, v in dataclasses.asdict(lo).items() if k.endswith("_weight") and isinstance(v, float)}
+    checks += [(v >= 0, f"loss.{k} must be >= 0, got {v}") for k, v in weights.items()]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    if t.stage == 2 and cfg.init.checkpoint is None:
+        raise ConfigError("stage 2 starts from a stage-1 model: set init.checkpoint")
+    if d.size % cfg.tokenizer_config().downsample:
+        raise ConfigError(f"data.size {d.size} is not a multiple of the downsample factor {cfg.tokenizer_config().downsample}")
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`["optim.lr=2e-4", "train.stage=2"]` -> nested dict; values are parsed as YAML."""
+    import yaml
+
+    nested: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects section.key=value, got {pair!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {pair!r}: the value is not valid YAML") from None
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {pair!r}: {part} is not a section")
+        node[parts[-1]] = value
+    return nested
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML training config (or the defaults when `path` is None) and apply `--set` overrides."""
+    import yaml
+
+    doc: Any = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(doc, Mapping):
+            raise ConfigError(f"{path}: a training config is a mapping of sections")
+    merged = _merge(dict(doc), parse_overrides(overrides or []))
+    try:
+        return TrainConfig.from_dict(merged)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None

@@ -1,0 +1,89 @@
+"""torch.distributed set-up for `torchrun` (and a plain single process).
+
+Under torchrun the environment carries RANK, WORLD_SIZE and LOCAL_RANK; the process group uses
+nccl on GPUs and gloo on CPU. Without those variables everything runs in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from ..errors import WetokError
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in the job."""
+
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        """True on the process that writes checkpoints, logs and exports (rank 0)."""
+        return self.rank == 0
+
+
+def init_distributed(device: str = "auto") -> Distributed:
+    """Join the torchrun job when there is one; pick the device (`auto`: this rank's GPU if any)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise WetokError("train.device is cuda but no GPU is available")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Distributed(rank=rank, world=world, local_rank=local_rank, device=dev)
+
+
+def all_reduce_max(values: list[float], info: Distributed) -> list[float]:
+    """Element-wise maximum of `values` over all processes (the values themselves in one process)."""
+    if not info.enabled:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=info.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.tolist()
+
+
+def all_reduce_mean(values: dict[str, float], info: Distributed) -> dict[str, float]:
+    """Mean of each value over all processes."""
+    if not info.enabled or not values:
+        return values
+    tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=info.device)
+    dist.all_reduce(tensor)
+    return dict(zip(values, (tensor / info.world).tolist()))
+
+
+def gather_objects(obj: object, info: Distributed) -> list[object]:
+    """`obj` from every process, by rank."""
+    if not info.enabled:
+        return [obj]
+    out: list[object] = [None] * info.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(info: Distributed) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def shutdown(info: Distributed) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()

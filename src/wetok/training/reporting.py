@@ -1,0 +1,85 @@
+"""What a run reports: TensorBoard scalars, reconstruction grids (TensorBoard + PNG), held-out PSNR."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..images import to_uint8
+from ..tokenizer import Tokenizer
+
+
+class Reporter:
+    """Rank 0's writer of RUN_DIR/logs (TensorBoard), RUN_DIR/samples/*.png and RUN_DIR/eval.jsonl.
+    Without the `tensorboard` package the scalars are skipped (with a note) and the rest still written."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            print("wetok train: the tensorboard package is missing: no TensorBoard logs (pip install tensorboard)")
+            self.writer = None
+        else:
+            self.writer = SummaryWriter(str(run_dir / "logs"))
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        """TensorBoard scalars, and one JSON line in RUN_DIR/metrics.jsonl (easy to read from a shell)."""
+        with (self.run_dir / "metrics.jsonl").open("a") as fh:
+            fh.write(json.dumps({"step": step, **values}) + "\n")
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(name, value, step)
+
+    def grid(self, step: int, images: torch.Tensor, reconstructions: torch.Tensor, limit: int = 8) -> Path:
+        """Originals (top row) over reconstructions (bottom row): PNG in RUN_DIR/samples and TensorBoard."""
+        from PIL import Image
+
+        top = to_uint8(images[:limit])
+        bottom = to_uint8(reconstructions[:limit])
+        grid = np.concatenate([np.concatenate(list(top), axis=1), np.concatenate(list(bottom), axis=1)], axis=0)
+        path = self.run_dir / "samples" / f"step-{step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(grid).save(path)
+        if self.writer is not None:
+            self.writer.add_image("reconstructions", grid, step, dataformats="HWC")
+        return path
+
+    def evaluation(self, step: int, values: dict[str, float]) -> None:
+        with (self.run_dir / "eval.jsonl").open("a") as fh:
+            fh.write(json.dumps({"step": step, **values}) + "\n")
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(f"eval/{name}", value, step)
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@torch.no_grad()
+def heldout_metrics(model: Tokenizer, images: torch.Tensor, batch_size: int = 8) -> tuple[dict[str, float], torch.Tensor]:
+    """Mean PSNR (dB) and SSIM of `model`'s reconstructions of `images` (N, 3, S, S) in [-1, 1],
+    both on 8-bit pixels (`wetok.metrics`, scikit-image's numbers), and the reconstructions of the
+    first batch (for a grid). Generative decoders get noise from a generator seeded with 0, so
+    the figures are repeatable."""
+    from ..metrics import psnr, ssim
+
+    generator = torch.Generator().manual_seed(0)
+    psnrs, ssims, first = [], [], None
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        recon = model.reconstruct(batch.to(model.device), generator=generator).cpu()
+        first = recon if first is None else first
+        reference, test = to_uint8(batch), to_uint8(recon)
+        psnrs += psnr(reference, test).clamp(max=100.0).tolist()
+        ssims += ssim(reference, test).tolist()
+    assert first is not None
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}, first
