@@ -1,25 +1,91 @@
-"""The `wetok` command line (placeholder until the command-line issue lands: prints help)."""
+"""The `wetok` command line: a thin dispatcher over subcommand modules.
+
+Each subcommand module exposes `add_arguments(parser)` and `run(args) -> int` and is listed in
+`SUBCOMMANDS`. A first argument that is not a subcommand selects the original tool's
+single-entry form (`wetok --input X --output Y`, mode from the extension).
+
+Errors a user can cause (`WetokError`, and OS errors on files) print one line
+`wetok: error: ...` on stderr and exit with code 2; `--debug` adds the traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
+from types import ModuleType
 
 from . import __version__
+from .commands import auto, decode, encode, reconstruct
+from .errors import WetokError
+
+SUBCOMMANDS: list[tuple[str, str, ModuleType]] = [
+    ("encode", "images -> token files (.wtok, or the original tool's JSON)", encode),
+    ("decode", "token files -> images", decode),
+    ("reconstruct", "images -> tokens -> images, no token file", reconstruct),
+]
+"""(name, one-line help, module with add_arguments/run): every `wetok` subcommand."""
+
+EXIT_ERROR = 2
+
+
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wetok",
-        description="WeTok discrete image tokenizer. The encode/decode/reconstruct, train and evaluate "
-        "commands are being built; use the Python API (wetok.load, Tokenizer.encode/decode) meanwhile.",
+        description="WeTok discrete image tokenizer. Also the original tool's form: "
+        "wetok --input IMAGE|TOKENS --output TOKENS|IMAGE [--mode encode|decode|reconstruct] ...",
     )
     parser.add_argument("--version", action="version", version=f"wetok {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text, module in SUBCOMMANDS:
+        child = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().splitlines()[0])
+        module.add_arguments(child)
+        _add_debug(child)
+        child.set_defaults(handler=module.run)
+    return parser
+
+
+def build_single_entry_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wetok", description=(auto.__doc__ or "").strip().splitlines()[0])
+    auto.add_arguments(parser)
+    _add_debug(parser)
+    parser.set_defaults(handler=auto.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    parser.parse_args(sys.argv[1:] if argv is None else argv)
-    parser.print_help()
-    return 0
+    argv = list(sys.argv[1:] if argv is None else argv)
+    names = {name for name, _, _ in SUBCOMMANDS}
+    if argv and argv[0] not in names and argv[0] not in ("-h", "--help", "--version"):
+        parser = build_single_entry_parser()
+    else:
+        parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors (code 2), --help/--version (code 0)
+        return int(exc.code or 0)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    try:
+        return int(handler(args))
+    except (WetokError, OSError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"wetok: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("wetok: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, WetokError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
