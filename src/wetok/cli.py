@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wetok {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text, module in SUBCOMMANDS:
-        child = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().splitlines()[0])
+        child = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(child)
         _add_debug(child)
         child.set_defaults(handler=module.run)
@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_single_entry_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wetok", description=(auto.__doc__ or "").strip().splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="wetok", description="The original tool's form: the mode comes from the input's extension unless --mode names it."
+    )
     auto.add_arguments(parser)
     _add_debug(parser)
     parser.set_defaults(handler=auto.run)

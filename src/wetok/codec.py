@@ -154,7 +154,9 @@ def _choice_from_file(ident: ModelIdentity | None, hint: dict[str, str], choice:
         for folder in (Path(source).parent, Path.cwd()):
             candidate = folder / ident.weights_file
             if candidate.exists():
-                return ModelChoice(ckpt=str(candidate), weights=weights, **base)  # type: ignore[arg-type]
+                # a released-layout YAML of the same name beside the weights gives the architecture
+                yaml = next((str(y) for y in (candidate.with_suffix(".yaml"), candidate.with_suffix(".yml")) if y.is_file()), None)
+                return ModelChoice(ckpt=str(candidate), config=yaml if candidate.is_file() else None, weights=weights, **base)  # type: ignore[arg-type]
         raise WetokError(
             f"{source}: made with weights {ident.weights_file!r} (architecture {ident.architecture}), not found beside "
             "the file or in the working directory; pass --ckpt"
