@@ -96,3 +96,9 @@ def test_summary_exit_codes_and_long_lists():
     assert Summary(done=0, skipped=[("a", "a: bad")]).exit_code == 2
     many = Summary(done=1, skipped=[(str(i), f"{i}: bad") for i in range(7)], ignored=2)
     assert many.line("decoded") == "wetok: decoded 1 image, skipped 7 (0: bad; 1: bad; 2: bad; 3: bad; 4: bad; and 2 more), ignored 2 other files"
+
+
+def test_an_empty_directory_is_an_error(tmp_path):
+    touch(tmp_path / "in" / "notes.txt")
+    with pytest.raises(WetokError, match=r"no input files found in .*in \(1 other files ignored\)"):
+        plan_jobs([str(tmp_path / "in")], str(tmp_path / "out"), accept=is_png, target_suffix=".x", single_output=False)

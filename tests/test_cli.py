@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import wetok
-from cli_helpers import CASES, TINY, TINY_GD, listing, make_model_dir, photo, require_reference, write_photo
+from cli_helpers import CASES, TINY, TINY_GD, listing, make_model_dir, require_reference, write_photo
 from wetok.cli import main
 from wetok.images import to_pil
 from wetok.tokens import read_tokens
@@ -94,7 +94,7 @@ def test_single_entry_form_picks_the_mode_from_the_extension(tmp_path, capsys, m
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_json_matches_the_original_tool_both_ways(tmp_path, capsys, case):
+def test_json_matches_the_original_tool_both_ways(tmp_path, capsys, monkeypatch, case):
     ref = require_reference()
     exp = torch.load(ref / f"{case}_expected.pt", weights_only=True)
     image = tmp_path / "image0.png"
@@ -109,7 +109,7 @@ def test_json_matches_the_original_tool_both_ways(tmp_path, capsys, case):
         assert mine["wetok"] == fixture["wetok"]
         assert mine["image_size"] == fixture["image_size"]
     # ... and the fixture file decodes (model found from its own config/ckpt entries, beside it).
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     assert cli(capsys, "decode", ref / f"{case}_tokens.json", "-o", tmp_path / "dec.png")[0] == 0
     want = to_pil(exp["ema_recon"][0:1].clamp(-1, 1))[0]
     got = np.asarray(Image.open(tmp_path / "dec.png")).astype(int)

@@ -15,7 +15,6 @@ from wetok import Tokenizer
 from wetok.errors import WetokError
 from wetok.images import to_tensor
 from wetok.tiling import (
-    PooledGroupNorm,
     TileSpec,
     axis_windows,
     decode_tiled,

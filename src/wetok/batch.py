@@ -115,6 +115,8 @@ def plan_jobs(
         else:
             target = out / path.with_suffix(target_suffix).name
             jobs.append(Job(path, out if single_output else target))
+    if not jobs:
+        raise WetokError(f"no input files found in {', '.join(inputs)} ({ignored} other files ignored)")
     return jobs, ignored, single
 
 

@@ -11,6 +11,7 @@ Errors a user can cause (`WetokError`, and OS errors on files) print one line
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import traceback
 from types import ModuleType
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    if not args.debug:  # the Hub client logs every retry; our error line says what failed
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     try:
         return int(handler(args))
     except (WetokError, OSError) as exc:

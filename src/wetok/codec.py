@@ -96,7 +96,8 @@ def load_model(choice: ModelChoice) -> LoadedModel:
         model = load(choice.ckpt, config=arch, weights=choice.weights, device=choice.device, trust_pickle=choice.trust_pickle)
         path = Path(choice.ckpt)
         kind = "saved" if path.is_dir() else choice.weights
-        ident = identity_of(model.config, weights_file=path.name, weights=kind)
+        # no preset name: these weights are the file's, not the preset's released ones
+        ident = ModelIdentity(model.config.architecture_hash(), None, path.name, kind)
         return LoadedModel(model, ident, config_entry=choice.config or choice.preset, ckpt_entry=choice.ckpt)
     if choice.preset:
         if choice.preset not in PRESETS:

@@ -28,6 +28,7 @@ from .codec import (
 )
 from .errors import WetokError
 from .tiling import TileSpec
+from .tokenizer import Tokenizer
 from .tokens import TOKEN_SUFFIXES, WTOK_SUFFIX, TokenSet, write_tokens
 
 
@@ -52,6 +53,11 @@ class RunOptions:
             raise WetokError(f"--batch-size must be at least 1, got {self.batch_size}")
 
 
+def _check_size(policy: SizePolicy, downsample: int) -> None:
+    if 0 < policy.size < downsample:
+        raise WetokError(f"--size {policy.size} is smaller than one token of this model ({downsample} pixels)")
+
+
 def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
@@ -74,6 +80,7 @@ def encode_files(
     jobs, ignored, single = plan_jobs(inputs, output, accept=_is_image, target_suffix=f".{token_format}", single_output=packed)
     loaded = load_model(choice)
     f = loaded.model.downsample
+    _check_size(policy, f)
     collected: list[TokenSet] = []
 
     def load(job: Job) -> list[Item]:
@@ -154,23 +161,24 @@ def decode_files(inputs: list[str], output: str, choice: ModelChoice, options: R
         ]
 
     def process(items: list[Item]) -> list[BaseException | None]:
-        loaded = items[0].payload[0]
-        sets = [it.payload[1] for it in items]
-        batch = TokenSet(torch.cat([ts.tokens for ts in sets]), sets[0].bits_per_group, sets[0].downsample, crop=sets[0].crop)
-        pictures = decode_tokens(loaded.model, batch, seed=options.seed, tile=options.tile)
-        return [_save(item.target, pictures[i : i + 1]) for i, item in enumerate(items)]
+        return _decode_and_save(items[0].payload[0].model, [it.payload[1] for it in items], items, options)
 
     summary = run(jobs, load=load, process=process, batch_size=options.batch_size, total=len(jobs), single=single, progress=options.progress)
     summary.ignored = ignored
     return summary
 
 
-def _save(target: Path, picture: torch.Tensor) -> BaseException | None:
-    try:
-        save_image(target, picture)
-        return None
-    except (WetokError, OSError) as exc:
-        return exc
+def _decode_and_save(model: Tokenizer, sets: list[TokenSet], items: list[Item], options: RunOptions) -> list[BaseException | None]:
+    """Decode one-image token sets of one grid and crop as a batch; write each item's picture."""
+    pictures = decode_tokens(model, pack(sets), seed=options.seed, tile=options.tile)
+    results: list[BaseException | None] = []
+    for i, item in enumerate(items):
+        try:
+            save_image(item.target, pictures[i : i + 1])
+            results.append(None)
+        except (WetokError, OSError) as exc:
+            results.append(exc)
+    return results
 
 
 def reconstruct_files(
@@ -180,6 +188,7 @@ def reconstruct_files(
     jobs, ignored, single = plan_jobs(inputs, output, accept=_is_image, target_suffix=image_suffix, single_output=False)
     loaded = load_model(choice)
     f = loaded.model.downsample
+    _check_size(policy, f)
 
     def load(job: Job) -> list[Item]:
         check_target(job)
@@ -190,9 +199,7 @@ def reconstruct_files(
 
     def process(items: list[Item]) -> list[BaseException | None]:
         sets = encode_images(loaded, [it.payload for it in items], policy, options.tile)
-        batch = TokenSet(torch.cat([ts.tokens for ts in sets]), sets[0].bits_per_group, sets[0].downsample, crop=sets[0].crop)
-        pictures = decode_tokens(loaded.model, batch, seed=options.seed, tile=options.tile)
-        return [_save(item.target, pictures[i : i + 1]) for i, item in enumerate(items)]
+        return _decode_and_save(loaded.model, sets, items, options)
 
     summary = run(jobs, load=load, process=process, batch_size=options.batch_size, total=len(jobs), single=single, progress=options.progress)
     summary.ignored = ignored

@@ -72,7 +72,7 @@ offset size type    field
 19     1    u8      weights: 0 EMA, 1 raw, 2 a saved wetok model
 20     2    u16     downsample factor f (decoded image: h*f x w*f pixels)
 22     2    u16     resize size (0 for own resolution)
-24     4    u32     original image height (before any resize)
+24     4    u32     original image height (before any resize; 0 x 0 when packed images differ)
 28     4    u32     original image width
 32     4    u32     crop box top    (in the decoded h*f x w*f image)
 36     4    u32     crop box left
