@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/tiling.py                               # fixture tiny_d16, 1024 px
     .venv/bin/python benchmarks/tiling.py --model imagenet-d16 --size 4096 --no-untiled --device cuda
+    .venv/bin/python benchmarks/tiling.py --model imagenet-d16 --probe 1    # memory of one 512 px window
 
 The picture is a 2x2 mosaic of scikit-image's bundled photos (astronaut, coffee, chelsea,
 rocket), so the windows see different content. `--model` is a fixture case (tiny_d16,
@@ -96,6 +97,27 @@ def run(model: Tokenizer, image: torch.Tensor, spec: TileSpec | None, device: st
     return {"tokens": tokens, "recon": recon, "seconds": time.perf_counter() - start, "peak": peak_gib(device)}
 
 
+def probe(model: Tokenizer, what: str, batch: int, tile: int, device: str) -> None:
+    """Peak memory of one batch of windows through the encoder, then the decoder."""
+    f = model.downsample
+    tile -= tile % f
+    print(f"model: {what}; {model.config.describe()}")
+    print(f"probe: a batch of {batch} window(s) of {tile}x{tile} pixels; device {device}")
+    reset_peak(device)
+    print(f"after loading the model         peak {peak_gib(device):6.2f} GiB")
+    windows = torch.rand(batch, 3, tile, tile, device=device) * 2 - 1
+    with torch.no_grad():
+        reset_peak(device)
+        start = time.perf_counter()
+        codes = model.quantizer(model.encode_latent(windows)).quantized
+        print(f"encoder                         peak {peak_gib(device):6.2f} GiB  {time.perf_counter() - start:7.1f} s")
+        noise = torch.randn_like(codes) if model.config.generative else None
+        reset_peak(device)
+        start = time.perf_counter()
+        model.decode_codes(codes, noise=noise)
+        print(f"decoder                         peak {peak_gib(device):6.2f} GiB  {time.perf_counter() - start:7.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny_d16", help=f"fixture case ({', '.join(FIXTURES)}) or preset name (random weights)")
@@ -106,11 +128,17 @@ def main() -> None:
     parser.add_argument("--no-untiled", action="store_true", help="skip the untiled run (too large to fit)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--probe", type=int, default=0, metavar="B",
+                        help="only measure peak memory of the encoder and decoder on a batch of B windows of --tile "
+                        "pixels: the most tiled processing holds at once, for any image size")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     model, what = load_model(args.model, args.device)
+    if args.probe:
+        probe(model, what, args.probe, args.tile, args.device)
+        return
     f = model.downsample
     size = args.size - args.size % f
     image = to_tensor(mosaic(size))
