@@ -331,3 +331,25 @@ def test_console_script_runs(tmp_path, model_dir):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert read_tokens(tmp_path / "a.wtok").grid == (4, 4)
+
+
+def test_pillow_warnings_about_damaged_metadata_stay_quiet(tmp_path, capsys, monkeypatch, model_dir):
+    import warnings
+
+    import wetok.codec
+
+    image = write_photo(tmp_path / "w.png", 16, 16)
+    original = wetok.codec.read_image
+
+    def noisy(*args, **kwargs):
+        warnings.warn_explicit("Corrupt EXIF data", UserWarning, "TiffImagePlugin.py", 1, module="PIL.TiffImagePlugin")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(wetok.codec, "read_image", noisy)
+    argv = ["encode", image, "-o", tmp_path / "w.wtok", "--ckpt", model_dir, "--size", "16"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli(capsys, *argv) == (0, "wetok: encoded 1 image\n", "")
+    assert caught == []
+    with pytest.warns(UserWarning, match="Corrupt EXIF data"):
+        assert cli(capsys, *argv, "--debug")[0] == 0

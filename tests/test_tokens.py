@@ -210,3 +210,50 @@ def test_fixture_json_files_read_as_image0_tokens(case):
     per_image = exp["ema_indices"].numel() // 2
     assert torch.equal(ts.tokens.flatten(), exp["ema_indices"][:per_image])
     assert ts.model_hint == {"config": str(ref / f"{case}.yaml"), "ckpt": str(ref / f"{case}.ckpt")}
+
+
+JUNK = [None, True, -1, 0, 1.5, "x", "", [], [1, 2], [[1]], {"a": 1}, 2**70]
+
+
+def _paths(doc: dict, prefix: tuple = ()) -> list[tuple]:
+    found = []
+    for key, value in doc.items():
+        found.append(prefix + (key,))
+        if isinstance(value, dict):
+            found += _paths(value, prefix + (key,))
+    return found
+
+
+def test_json_with_any_field_replaced_by_junk_fails_cleanly():
+    """Every field of a wetok JSON file, set to every kind of wrong value: a WetokError or a
+    readable token set, never another exception."""
+    from wetok.tokens import finish_json_tokens
+
+    cfg = wetok.TokenizerConfig(channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, latent_channels=8, groups=2)
+    good = json_document(token_set(n=1, h=3, w=3, g=2, b=4, downsample=4))
+    outcomes = {"error": 0, "read": 0}
+    for path in _paths(good):
+        for junk in JUNK:
+            doc = json.loads(json.dumps(good))
+            target = doc
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = junk
+            try:
+                ts = read_json_text(json.dumps(doc), "f.json", downsample=4, groups=2)
+                ts = finish_json_tokens(ts, cfg, "f.json") if ts.bits_per_group < 0 else ts
+                assert ts.tokens.shape == (1, 3, 3, 2)
+                outcomes["read"] += 1
+            except WetokError as exc:
+                assert str(exc).startswith("f.json: ") and "\n" not in str(exc)
+                outcomes["error"] += 1
+    assert outcomes["error"] > 50 and outcomes["read"] > 50
+
+
+def test_every_single_byte_change_of_a_wtok_file_is_caught():
+    blob = wtok_bytes(token_set(n=2, h=2, w=3, g=2, b=5))
+    for position in range(len(blob)):
+        damaged = bytearray(blob)
+        damaged[position] ^= 0x5A
+        with pytest.raises(WetokError):
+            read_wtok_bytes(bytes(damaged), "f.wtok")

@@ -14,6 +14,9 @@ import argparse
 import logging
 import sys
 import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 from . import __version__
@@ -75,10 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
-    if not args.debug:  # the Hub client logs every retry; our error line says what failed
-        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     try:
-        return int(handler(args))
+        with _quiet(not args.debug):
+            return int(handler(args))
     except (WetokError, OSError) as exc:
         if args.debug:
             traceback.print_exc()
@@ -87,6 +89,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("wetok: interrupted", file=sys.stderr)
         return 130
+
+
+@contextmanager
+def _quiet(active: bool) -> Iterator[None]:
+    """Silence the Hub client's retry log and Pillow's warnings about damaged metadata it
+    skipped (the command's own lines say what failed); restored afterwards."""
+    hub = logging.getLogger("huggingface_hub")
+    level = hub.level
+    with warnings.catch_warnings():
+        if active:
+            hub.setLevel(logging.ERROR)
+            warnings.filterwarnings("ignore", module=r"PIL\.")
+        try:
+            yield
+        finally:
+            hub.setLevel(level)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -420,15 +420,20 @@ def read_json_text(text: str, source: str, *, downsample: int | None = None, gro
             "wrong shape, or made by another model"
         )
     b = _int(doc["bits_per_group"], "bits_per_group", source) if "bits_per_group" in doc else None
+    if b is not None:
+        if not 1 <= b <= 24:
+            raise WetokError(f"{source}: 'bits_per_group' must be 1..24, got {b}")
+        _check_range(flat, b, source)
     tokens = flat.view(1, h, w, g)
     crop = CropBox(*_int_list(doc["crop_box"], 4, "crop_box", source)) if "crop_box" in doc else None
     if crop is not None and (crop.top + crop.height > h * f or crop.left + crop.width > w * f or not crop.height or not crop.width):
         raise WetokError(f"{source}: crop_box {doc['crop_box']} lies outside the {h * f}x{w * f} image")
     original = tuple(_int_list(doc["original_size"], 2, "original_size", source)) if "original_size" in doc else None
+    text = {k: v for k, v in doc.items() if isinstance(v, str)}  # optional string entries, ignored when not strings
     identity = None
-    if isinstance(doc.get("architecture"), str):
-        identity = ModelIdentity(doc["architecture"], doc.get("preset"), doc.get("weights_file"), doc.get("weights") or "ema")
-    resize = doc.get("resize", "none")
+    if "architecture" in text:
+        identity = ModelIdentity(text["architecture"], text.get("preset"), text.get("weights_file"), text.get("weights", "ema"))
+    resize = text.get("resize", "none")
     return TokenSet(
         tokens=tokens,
         bits_per_group=b if b is not None else -1,
@@ -437,7 +442,7 @@ def read_json_text(text: str, source: str, *, downsample: int | None = None, gro
         crop=crop,
         original_size=original,  # type: ignore[arg-type]
         resize=resize if resize in RESIZE_CODES else "none",
-        size=doc.get("size", 0) if isinstance(doc.get("size"), int) else 0,
+        size=doc["size"] if isinstance(doc.get("size"), int) and not isinstance(doc["size"], bool) and 0 <= doc["size"] < 65536 else 0,
         model_hint=hint,
     )
 
