@@ -353,3 +353,19 @@ def test_pillow_warnings_about_damaged_metadata_stay_quiet(tmp_path, capsys, mon
     assert caught == []
     with pytest.warns(UserWarning, match="Corrupt EXIF data"):
         assert cli(capsys, *argv, "--debug")[0] == 0
+
+
+def test_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch, model_dir):
+    import wetok.pipeline
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(wetok.pipeline, "encode_images", exhausted)
+    image = write_photo(tmp_path / "a.png", 16, 16)
+    code, _, err = cli(capsys, "encode", image, "-o", tmp_path / "a.wtok", "--ckpt", model_dir)
+    assert code == 2
+    assert one_error_line(err) == (
+        "wetok: error: out of memory (CUDA out of memory. Tried to allocate 20.00 GiB); try a smaller --batch-size or --tile"
+    )
+    assert not (tmp_path / "a.wtok").exists()

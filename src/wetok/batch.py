@@ -143,7 +143,8 @@ def describe_error(exc: BaseException, target: Path) -> str:
     if isinstance(exc, OSError):
         name = exc.filename or target
         return f"{name}: cannot write: {exc.strerror or exc}"
-    return f"{target}: {type(exc).__name__}: {exc}"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{target}: {type(exc).__name__}: {first}"
 
 
 def run(
@@ -179,7 +180,7 @@ def run(
         items = pending.pop(key)
         try:
             results = process(items)
-        except (WetokError, OSError, RuntimeError) as exc:
+        except (WetokError, OSError, MemoryError, RuntimeError) as exc:  # RuntimeError: e.g. CUDA out of memory
             if single:
                 raise
             results = [exc] * len(items)

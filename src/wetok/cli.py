@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
+import torch
+
 from . import __version__
 from .commands import auto, decode, encode, reconstruct
 from .errors import WetokError
@@ -85,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"wetok: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"wetok: error: out of memory ({_one_line(exc)}); try a smaller --batch-size or --tile", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("wetok: interrupted", file=sys.stderr)
