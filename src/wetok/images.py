@@ -31,12 +31,15 @@ def _array_to_hwc_uint8(array: np.ndarray) -> np.ndarray:
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """An 8-bit RGB copy of `image`: transparency composited on `background` (white), palette,
-    grayscale, CMYK and 16-bit modes converted."""
+    grayscale, CMYK, 16-bit and 32-bit integer modes converted (scaled from 16 bits when values
+    exceed 255); 32-bit float images scaled from [0, 1] when they lie there."""
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        top = arr.max(initial=0.0)
+        # float images in [0, 1] (the usual convention) are scaled up; integers as 8 or 16 bits
+        peak = 1.0 if image.mode == "F" and top <= 1.0 else 255.0 if top <= 255 else 65535.0
         arr = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
         return Image.fromarray(arr).convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
@@ -80,7 +83,7 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
                 if max_pixels is not None and pixels > max_pixels:
                     raise WetokError(
                         f"{path}: {im.width}x{im.height} = {pixels} pixels exceeds the decompression-bomb limit of "
-                        f"{max_pixels}; allow it explicitly if you trust the file (max_pixels=None)"
+                        f"{max_pixels}; allow it explicitly if you trust the file (max_pixels=None; command line: --max-pixels 0)"
                     )
                 im.load()
                 return to_rgb(ImageOps.exif_transpose(im)).copy()

@@ -1,0 +1,219 @@
+"""Running encode / decode / reconstruct over many files.
+
+Inputs are files or directories (searched recursively); outputs mirror the inputs' layout under
+the output directory. Items are grouped by size into batches; a file that cannot be read or
+written is skipped with its reason and the rest go on. A progress bar (images/s) runs on a
+terminal; a summary line ends the run.
+
+One input file with one output file is the single-file case: its failure is an error (raised),
+not a skip.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import WetokError
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and where its output goes."""
+
+    source: Path
+    target: Path
+
+
+@dataclass
+class Item:
+    """One image's worth of work: from `source`, written to `target`; `key` groups items that can
+    share a batch (same size, same model); `payload` is what the processing step needs."""
+
+    source: Path
+    target: Path
+    key: Hashable
+    payload: Any
+
+
+@dataclass
+class Summary:
+    """What a run did."""
+
+    done: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    ignored: int = 0
+
+    def line(self, verb: str) -> str:
+        """`wetok: encoded 12 images, skipped 2 (a.jpg: truncated ...; b.png: ...)`."""
+        text = f"wetok: {verb} {self.done} image{'s' if self.done != 1 else ''}"
+        if self.skipped:
+            reasons = "; ".join(reason for _, reason in self.skipped[:5])
+            more = f"; and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
+            text += f", skipped {len(self.skipped)} ({reasons}{more})"
+        if self.ignored:
+            text += f", ignored {self.ignored} other file{'s' if self.ignored != 1 else ''}"
+        return text
+
+    @property
+    def exit_code(self) -> int:
+        """0 when everything was done, 1 when something was skipped, 2 when nothing was done."""
+        if not self.skipped:
+            return 0
+        return 1 if self.done else 2
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def plan_jobs(
+    inputs: list[str],
+    output: str,
+    *,
+    accept: Callable[[Path], bool],
+    target_suffix: str,
+    single_output: bool,
+) -> tuple[list[Job], int, bool]:
+    """Map inputs to outputs.
+
+    Args:
+        inputs: files and directories (directories searched recursively for files `accept` takes).
+        output: the output file (one input file) or directory (mirrored layout).
+        accept: which files of a directory to take (by suffix).
+        target_suffix: the outputs' suffix when `output` is a directory.
+        single_output: True when the output is one file that gathers every input (a packed
+            `.wtok`): every job then targets `output`.
+
+    Returns (jobs, number of directory files ignored, single-file case?).
+    """
+    if not inputs:
+        raise WetokError("no input given")
+    out = Path(output)
+    paths = [Path(p) for p in inputs]
+    single = len(paths) == 1 and not paths[0].is_dir()
+    if single and not single_output and not out.is_dir() and not output.endswith(("/", "\\")):
+        return [Job(paths[0], out)], 0, True
+    if not single_output and out.exists() and not out.is_dir():
+        raise WetokError(f"{out}: exists and is not a directory (several inputs need an output directory)")
+    jobs: list[Job] = []
+    ignored = 0
+    for path in paths:
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                if not accept(file):
+                    ignored += 1
+                    continue
+                rel = file.relative_to(path)
+                jobs.append(Job(file, out if single_output else (out / rel).with_suffix(target_suffix)))
+        else:
+            target = out / path.with_suffix(target_suffix).name
+            jobs.append(Job(path, out if single_output else target))
+    if not jobs:
+        raise WetokError(f"no input files found in {', '.join(inputs)} ({ignored} other files ignored)")
+    return jobs, ignored, single
+
+
+def check_target(job: Job) -> None:
+    """Refuse to overwrite the input itself."""
+    if _same_file(job.source, job.target):
+        raise WetokError(f"{job.target}: output is the input file itself; choose another output path")
+
+
+def prepare_target(path: Path) -> None:
+    """Create the output's directory; a one-line error when that is impossible."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WetokError(f"{path}: cannot create the output directory ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise WetokError(f"{path}: is a directory; give a file name")
+
+
+def describe_error(exc: BaseException, target: Path) -> str:
+    """One line for a failure: WetokError messages as they are, OS errors with the path."""
+    if isinstance(exc, WetokError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        name = exc.filename or target
+        return f"{name}: cannot write: {exc.strerror or exc}"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{target}: {type(exc).__name__}: {first}"
+
+
+def run(
+    jobs: Iterable[Job],
+    *,
+    load: Callable[[Job], list[Item]],
+    process: Callable[[list[Item]], list[BaseException | None]],
+    batch_size: int,
+    total: int,
+    single: bool,
+    progress: bool | None = None,
+    max_pending: int | None = None,
+) -> Summary:
+    """Load items file by file, process them in same-key batches of up to `batch_size`.
+
+    `load(job)` returns the job's items (one per image) or raises (the file is skipped, or in the
+    single-file case the error propagates). `process(items)` does the work for one batch and
+    returns, per item, None (done) or the exception that stopped it. Pending items of all keys
+    are flushed when more than `max_pending` (default 4 batches) wait.
+    """
+    from tqdm import tqdm
+
+    summary = Summary()
+    pending: dict[Hashable, list[Item]] = {}
+    limit = max_pending or 4 * batch_size
+    bar = tqdm(total=total, unit="img", disable=(not sys.stderr.isatty()) if progress is None else not progress, file=sys.stderr)
+
+    def skip(source: Path, message: str) -> None:
+        summary.skipped.append((str(source), message))
+        bar.write(f"wetok: skipped {message}", file=sys.stderr)
+
+    def flush(key: Hashable) -> None:
+        items = pending.pop(key)
+        try:
+            results = process(items)
+        except (WetokError, OSError, MemoryError, RuntimeError) as exc:  # RuntimeError: e.g. CUDA out of memory
+            if single:
+                raise
+            results = [exc] * len(items)
+        for item, result in zip(items, results):
+            if result is None:
+                summary.done += 1
+            elif single:
+                raise result
+            else:
+                skip(item.source, describe_error(result, item.target))
+        bar.update(len(items))
+
+    try:
+        for job in jobs:
+            try:
+                items = load(job)
+            except (WetokError, OSError) as exc:
+                if single:
+                    raise
+                skip(job.source, describe_error(exc, job.target))
+                bar.update(1)
+                continue
+            if len(items) > 1:
+                bar.total += len(items) - 1
+                bar.refresh()
+            for item in items:
+                pending.setdefault(item.key, []).append(item)
+                if len(pending[item.key]) >= batch_size:
+                    flush(item.key)
+            while sum(len(v) for v in pending.values()) > limit:
+                flush(max(pending, key=lambda k: len(pending[k])))
+        for key in list(pending):
+            flush(key)
+    finally:
+        bar.close()
+    return summary

@@ -1,0 +1,544 @@
+"""Token files: the original tool's JSON layout and wetok's compact binary `.wtok` format.
+
+A `TokenSet` is what either file holds: N images' tokens on one h x w grid, plus what is needed
+to turn them back into images (which model, where the picture sits in the decoded grid).
+
+JSON (the released `generate_wetok.py` layout, one image per file)::
+
+    {"wetok": {"data": base64 of the flat indices, "dtype": "uint8", "shape": [h*w*G]},
+     "config": released YAML path, "ckpt": checkpoint path, "image_size": H}
+
+The indices are in (row, column, group) order. wetok adds optional keys that the original
+ignores: "token_grid" [h, w], "groups", "bits_per_group", "architecture" (hash), "preset",
+"weights", "original_size" [H, W], "crop_box" [top, left, height, width], "resize", "size".
+
+`.wtok` (version 1, all integers little-endian): a header of at most 128 bytes, then N images
+of exactly ceil(h*w*C/8) bytes each, C = G*b. The layout is documented field by field in
+`WTOK_LAYOUT` below and in the README ("Command line").
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .checkpoint import _atomic_write
+from .config import PRESETS, TokenizerConfig
+from .errors import WetokError
+from .tokenizer import CropBox
+
+class GridUnknownError(WetokError):
+    """An original JSON token file read without a model: its grid depends on the model's
+    downsample factor and groups. `model_hint` holds its "config"/"ckpt" entries."""
+
+    def __init__(self, message: str, model_hint: dict[str, str]) -> None:
+        super().__init__(message)
+        self.model_hint = model_hint
+
+
+ResizeMode = Literal["none", "crop", "stretch"]
+RESIZE_CODES: dict[str, int] = {"none": 0, "crop": 1, "stretch": 2}
+WEIGHTS_CODES: dict[str, int] = {"ema": 0, "raw": 1, "saved": 2}
+
+WTOK_MAGIC = b"WTOK"
+WTOK_VERSION = 1
+WTOK_MAX_HEADER = 128
+WTOK_SUFFIX = ".wtok"
+JSON_SUFFIX = ".json"
+TOKEN_SUFFIXES = (JSON_SUFFIX, WTOK_SUFFIX)
+
+# Fixed part of the header: 60 bytes, then two length-prefixed strings, then zero padding.
+_FIXED = struct.Struct("<4sBBHIHHHBBHHIIIIIII8s")
+WTOK_LAYOUT = """\
+offset size type    field
+0      4    bytes   magic "WTOK"
+4      1    u8      format version (1)
+5      1    u8      resize mode: 0 own resolution (padded to f), 1 shorter side + centre crop, 2 stretch
+6      2    u16     header size in bytes = offset of the token data (<= 128)
+8      4    u32     number of images N
+12     2    u16     token grid height h
+14     2    u16     token grid width w
+16     2    u16     groups G
+18     1    u8      bits per group b (C = G*b bits per grid cell)
+19     1    u8      weights: 0 EMA, 1 raw, 2 a saved wetok model
+20     2    u16     downsample factor f (decoded image: h*f x w*f pixels)
+22     2    u16     resize size (0 for own resolution)
+24     4    u32     original image height (before any resize; 0 x 0 when packed images differ)
+28     4    u32     original image width
+32     4    u32     crop box top    (in the decoded h*f x w*f image)
+36     4    u32     crop box left
+40     4    u32     crop box height (the output image's height)
+44     4    u32     crop box width  (the output image's width)
+48     4    u32     CRC-32 (zlib) of the whole file with these 4 bytes set to zero
+52     8    bytes   architecture hash: TokenizerConfig.architecture_hash(), 16 hex digits as 8 bytes
+60     1    u8      length P of the preset name (0: none)
+61     P    ascii   preset name
+61+P   1    u8      length W of the weights file name (0: none)
+62+P   W    utf-8   weights file name (base name, truncated to fit)
+62+P+W      zeros   padding up to the header size
+header      bytes   image 0: h*w*C bits, then image 1, ...; each image padded to whole bytes
+
+Bits of one image: for each grid cell in row-major order, for each group g = 0..G-1, the b bits of
+that group's token from least to most significant (bit i of group g = latent channel g*b+i is
+positive). Bit k of the image's stream is bit (k % 8) of byte k // 8 (least significant first);
+padding bits are zero.
+"""
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model made a token file.
+
+    Attributes:
+        architecture: `TokenizerConfig.architecture_hash()` (16 hex digits); decoding checks it.
+        preset: the preset name (`wetok.PRESETS`) when the weights are a released preset's.
+        weights_file: the weights file's name (a `.ckpt`, or a saved model directory's name).
+        weights: "ema", "raw" or "saved" (a `Tokenizer.save` directory holds one set).
+    """
+
+    architecture: str
+    preset: str | None = None
+    weights_file: str | None = None
+    weights: str = "ema"
+
+    def describe(self) -> str:
+        name = self.preset or self.weights_file or "an unnamed model"
+        return f"{name} (architecture {self.architecture})"
+
+
+@dataclass
+class TokenSet:
+    """N images' tokens on one grid, and how to turn them back into pictures.
+
+    Attributes:
+        tokens: int64 (N, h, w, G), values in [0, 2**bits_per_group).
+        bits_per_group: b.
+        downsample: f, pixels per grid cell along a side; the decoder gives (h*f, w*f) images.
+        identity: the model that made the tokens (None when unknown, e.g. an original JSON file).
+        crop: the part of the decoded (h*f, w*f) image that is the picture.
+        original_size: (height, width) of the input image before any resize.
+        resize: "none" (own resolution), "crop" (shorter side + centre crop) or "stretch".
+        size: the resize size (0 for own resolution).
+        model_hint: for JSON files, the "config" and "ckpt" entries, resolved against the file's
+            directory when relative (used to find the model when none is given).
+    """
+
+    tokens: torch.Tensor
+    bits_per_group: int
+    downsample: int
+    identity: ModelIdentity | None = None
+    crop: CropBox | None = None
+    original_size: tuple[int, int] | None = None
+    resize: ResizeMode = "none"
+    size: int = 0
+    model_hint: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.tokens.dim() != 4:
+            raise WetokError(f"tokens must be (N, h, w, G), got shape {tuple(self.tokens.shape)}")
+        _, h, w, _ = self.tokens.shape
+        if self.crop is None:
+            self.crop = CropBox(0, 0, h * self.downsample, w * self.downsample)
+        if self.original_size is None:
+            self.original_size = (self.crop.height, self.crop.width)
+
+    @property
+    def num_images(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(h, w) of the token grid."""
+        return int(self.tokens.shape[1]), int(self.tokens.shape[2])
+
+    @property
+    def groups(self) -> int:
+        return int(self.tokens.shape[3])
+
+    def image(self, index: int) -> "TokenSet":
+        """The token set of image `index` alone."""
+        return replace(self, tokens=self.tokens[index : index + 1])
+
+
+def identity_of(config: TokenizerConfig, *, weights_file: str | None, weights: str) -> ModelIdentity:
+    """The `ModelIdentity` of a loaded model."""
+    return ModelIdentity(config.architecture_hash(), config.name, weights_file, weights)
+
+
+def check_compatible(tokens: TokenSet, config: TokenizerConfig, source: str) -> None:
+    """Raise a one-line `WetokError` unless `config` can decode `tokens` (same architecture when
+    the file names one; otherwise matching groups and bits per group)."""
+    ident = tokens.identity
+    if ident is not None and ident.architecture != config.architecture_hash():
+        raise WetokError(
+            f"{source}: tokens were made by {ident.describe()}, but the model is "
+            f"{config.name or 'a different architecture'} (architecture {config.architecture_hash()}: "
+            f"{config.describe()})"
+        )
+    if tokens.groups != config.groups or tokens.bits_per_group != config.bits_per_group:
+        raise WetokError(
+            f"{source}: tokens have {tokens.groups} groups x {tokens.bits_per_group} bits, the model "
+            f"{config.groups} x {config.bits_per_group}: made by another model"
+        )
+    if tokens.downsample != config.downsample:
+        raise WetokError(
+            f"{source}: tokens are for downsample factor {tokens.downsample}, the model has {config.downsample}"
+        )
+
+
+# ---- bit packing ------------------------------------------------------------------------------
+def pack_tokens(tokens: torch.Tensor, bits_per_group: int) -> bytes:
+    """Tokens int (N, h, w, G) in [0, 2**b) -> N images of ceil(h*w*G*b / 8) bytes, concatenated.
+
+    Bit i of group g's token at a cell goes to stream position (cell*G + g)*b + i; the stream
+    is packed least significant bit first, each image padded with zero bits to a whole byte.
+    """
+    arr = tokens.detach().cpu().to(torch.int64).numpy()
+    n = arr.shape[0]
+    flat = arr.reshape(n, -1, 1)
+    bits = ((flat >> np.arange(bits_per_group, dtype=np.int64)) & 1).astype(np.uint8).reshape(n, -1)
+    return np.packbits(bits, axis=1, bitorder="little").tobytes()
+
+
+def unpack_tokens(data: bytes, count: int, grid: tuple[int, int], groups: int, bits_per_group: int, source: str) -> torch.Tensor:
+    """Inverse of `pack_tokens`: bytes -> int64 (count, h, w, G). Non-zero padding bits mean corruption."""
+    h, w = grid
+    nbits = h * w * groups * bits_per_group
+    per_image = (nbits + 7) // 8
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(count, per_image)
+    bits = np.unpackbits(raw, axis=1, bitorder="little")
+    if bits[:, nbits:].any():
+        raise WetokError(f"{source}: corrupt token data (non-zero padding bits)")
+    weights = (1 << np.arange(bits_per_group, dtype=np.int64))
+    values = (bits[:, :nbits].reshape(count, h * w * groups, bits_per_group).astype(np.int64) * weights).sum(-1)
+    return torch.from_numpy(values.reshape(count, h, w, groups))
+
+
+def packed_size(grid: tuple[int, int], groups: int, bits_per_group: int) -> int:
+    """Bytes of one packed image: ceil(h*w*G*b / 8)."""
+    return (grid[0] * grid[1] * groups * bits_per_group + 7) // 8
+
+
+# ---- .wtok ------------------------------------------------------------------------------------
+def _short(text: str | None, limit: int) -> bytes:
+    raw = (text or "").encode("utf-8")[:limit]
+    return raw.decode("utf-8", errors="ignore").encode("utf-8")
+
+
+def wtok_bytes(tokens: TokenSet) -> bytes:
+    """The complete `.wtok` file for `tokens` (header + packed tokens)."""
+    ident = tokens.identity
+    if ident is None:
+        raise WetokError("a .wtok file needs the model identity (architecture hash)")
+    n, h, w, g = tokens.tokens.shape
+    if max(h, w, g) > 0xFFFF or tokens.downsample > 0xFFFF:
+        raise WetokError(f"token grid {h}x{w}x{g} too large for the .wtok format")
+    _check_range(tokens.tokens, tokens.bits_per_group, "tokens")
+    preset = _short(ident.preset, 40)
+    weights_file = _short(ident.weights_file, WTOK_MAX_HEADER - _FIXED.size - 2 - len(preset))
+    box = tokens.crop
+    assert box is not None and tokens.original_size is not None
+    try:
+        arch = bytes.fromhex(ident.architecture)
+    except ValueError:
+        raise WetokError(f"architecture hash must be 16 hex digits, got {ident.architecture!r}") from None
+    header_size = _FIXED.size + 2 + len(preset) + len(weights_file)
+    fixed = _FIXED.pack(
+        WTOK_MAGIC, WTOK_VERSION, RESIZE_CODES[tokens.resize], header_size, n, h, w, g, tokens.bits_per_group,
+        WEIGHTS_CODES.get(ident.weights, 0), tokens.downsample, tokens.size, *tokens.original_size,
+        box.top, box.left, box.height, box.width, 0, arch,
+    )
+    header = fixed + bytes([len(preset)]) + preset + bytes([len(weights_file)]) + weights_file
+    blob = bytearray(header + pack_tokens(tokens.tokens, tokens.bits_per_group))
+    struct.pack_into("<I", blob, 48, zlib.crc32(blob) & 0xFFFFFFFF)
+    return bytes(blob)
+
+
+def read_wtok_bytes(blob: bytes, source: str) -> TokenSet:
+    """Parse a `.wtok` file's bytes; one-line `WetokError` naming `source` on any defect."""
+    if len(blob) < 4 or blob[:4] != WTOK_MAGIC:
+        raise WetokError(f"{source}: not a .wtok token file (bad magic)")
+    if len(blob) < _FIXED.size + 2:
+        raise WetokError(f"{source}: truncated .wtok file ({len(blob)} bytes, header incomplete)")
+    (_, version, resize, header_size, n, h, w, g, b, weights, f, size, oh, ow, top, left, ch, cw, crc, arch) = (
+        _FIXED.unpack_from(blob)
+    )
+    if version > WTOK_VERSION:
+        raise WetokError(f"{source}: .wtok format version {version} is newer than this wetok reads ({WTOK_VERSION})")
+    if version < 1 or header_size > WTOK_MAX_HEADER or header_size < _FIXED.size + 2:
+        raise WetokError(f"{source}: corrupt .wtok header (version {version}, header size {header_size})")
+    check = bytearray(blob)
+    struct.pack_into("<I", check, 48, 0)
+    per_image = packed_size((h, w), g, b) if b else 0
+    expected = header_size + n * per_image
+    if len(blob) < expected:
+        raise WetokError(f"{source}: truncated .wtok file ({len(blob)} bytes, expected {expected})")
+    if len(blob) > expected:
+        raise WetokError(f"{source}: corrupt .wtok file ({len(blob) - expected} unexpected trailing bytes)")
+    if zlib.crc32(check) & 0xFFFFFFFF != crc:
+        raise WetokError(f"{source}: corrupt .wtok file (checksum mismatch)")
+    if not (n and h and w and g and 1 <= b <= 24 and f) or resize > 2 or weights > 2:
+        raise WetokError(f"{source}: corrupt .wtok header (impossible values)")
+    pos = _FIXED.size
+    plen = blob[pos]
+    preset = blob[pos + 1 : pos + 1 + plen].decode("ascii", errors="replace") or None
+    pos += 1 + plen
+    wlen = blob[pos]
+    weights_file = blob[pos + 1 : pos + 1 + wlen].decode("utf-8", errors="replace") or None
+    if pos + 1 + wlen != header_size:
+        raise WetokError(f"{source}: corrupt .wtok header (string lengths do not add up)")
+    if top + ch > h * f or left + cw > w * f or not ch or not cw:
+        raise WetokError(f"{source}: corrupt .wtok header (crop box outside the {h * f}x{w * f} image)")
+    tokens = unpack_tokens(blob[header_size:], n, (h, w), g, b, source)
+    modes = {v: k for k, v in RESIZE_CODES.items()}
+    kinds = {v: k for k, v in WEIGHTS_CODES.items()}
+    return TokenSet(
+        tokens=tokens,
+        bits_per_group=b,
+        downsample=f,
+        identity=ModelIdentity(arch.hex(), preset, weights_file, kinds[weights]),
+        crop=CropBox(top, left, ch, cw),
+        original_size=(oh, ow),
+        resize=modes[resize],  # type: ignore[arg-type]
+        size=size,
+    )
+
+
+# ---- JSON (the original tool's layout) --------------------------------------------------------
+def _original_dtype(flat: np.ndarray) -> np.dtype:
+    """The dtype the original tool picks: uint8 below 256, uint16 below 65536, else int64."""
+    peak = int(flat.max()) if flat.size else 0
+    return np.dtype(np.uint8 if peak < 256 else np.uint16 if peak < 65536 else np.int64)
+
+
+def json_document(tokens: TokenSet, *, config: str | None = None, ckpt: str | None = None) -> dict[str, Any]:
+    """The JSON document for a one-image `TokenSet` (original keys first, wetok's extras after)."""
+    if tokens.num_images != 1:
+        raise WetokError(f"a JSON token file holds one image, got {tokens.num_images} (use .wtok for several)")
+    _check_range(tokens.tokens, tokens.bits_per_group, "tokens")
+    flat = tokens.tokens.detach().cpu().numpy().reshape(-1)
+    arr = flat.astype(_original_dtype(flat))
+    h, w = tokens.grid
+    f = tokens.downsample
+    box = tokens.crop
+    assert box is not None and tokens.original_size is not None
+    ident = tokens.identity
+    doc: dict[str, Any] = {
+        "wetok": {"data": base64.b64encode(arr.tobytes()).decode("ascii"), "dtype": str(arr.dtype), "shape": [int(arr.size)]},
+        "config": config if config is not None else (ident.preset if ident else None),
+        "ckpt": ckpt,
+        "image_size": h * f if h == w else [h * f, w * f],
+        "token_grid": [h, w],
+        "groups": tokens.groups,
+        "bits_per_group": tokens.bits_per_group,
+        "downsample": f,
+        "original_size": list(tokens.original_size),
+        "crop_box": [box.top, box.left, box.height, box.width],
+        "resize": tokens.resize,
+        "size": tokens.size,
+    }
+    if ident is not None:
+        doc.update(architecture=ident.architecture, preset=ident.preset, weights_file=ident.weights_file, weights=ident.weights)
+    return doc
+
+
+def _int(value: Any, name: str, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise WetokError(f"{source}: {name!r} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _int_list(value: Any, length: int, name: str, source: str) -> list[int]:
+    if not isinstance(value, list) or len(value) != length:
+        raise WetokError(f"{source}: {name!r} must be a list of {length} integers, got {value!r}")
+    return [_int(v, name, source) for v in value]
+
+
+def read_json_text(text: str, source: str, *, downsample: int | None = None, groups: int | None = None) -> TokenSet:
+    """Parse a JSON token file. Files without wetok's extra keys (the original's) need the
+    decoding model's `downsample` and `groups` to know the grid: pass them, or get a clear error."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WetokError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}; truncated?)") from None
+    if not isinstance(doc, dict):
+        raise WetokError(f"{source}: not a token file (top level is not an object)")
+    missing = [k for k in ("wetok", "image_size") if k not in doc]
+    payload = doc.get("wetok")
+    if isinstance(payload, dict):
+        missing += [f"wetok.{k}" for k in ("data", "dtype", "shape") if k not in payload]
+    elif "wetok" in doc:
+        raise WetokError(f"{source}: 'wetok' must be an object with data, dtype and shape")
+    if missing:
+        raise WetokError(f"{source}: token file is missing {', '.join(repr(m) for m in missing)}")
+    assert isinstance(payload, dict)
+    dtype_name = payload["dtype"]
+    if dtype_name not in ("uint8", "uint16", "int16", "int32", "uint32", "int64"):
+        raise WetokError(f"{source}: token dtype {dtype_name!r} is not an integer type the format uses (uint8, uint16, int64)")
+    shape = payload["shape"]
+    if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+        raise WetokError(f"{source}: 'wetok.shape' must be a list of non-negative integers, got {shape!r}")
+    if not isinstance(payload["data"], str):
+        raise WetokError(f"{source}: 'wetok.data' must be a base64 string")
+    try:
+        raw = base64.b64decode(payload["data"], validate=True)
+    except (binascii.Error, ValueError):
+        raise WetokError(f"{source}: 'wetok.data' is not valid base64 (corrupt or truncated)") from None
+    dtype = np.dtype(dtype_name)
+    count = int(np.prod(shape)) if shape else 1
+    if len(raw) != count * dtype.itemsize:
+        raise WetokError(
+            f"{source}: token data has {len(raw)} bytes, but shape {shape} of {dtype_name} needs {count * dtype.itemsize} (corrupt or truncated)"
+        )
+    flat = torch.from_numpy(np.frombuffer(raw, dtype=dtype).astype(np.int64))
+
+    hint = {key: doc[key] for key in ("config", "ckpt") if isinstance(doc.get(key), str) and doc[key]}
+    f = _int(doc["downsample"], "downsample", source) if "downsample" in doc else downsample
+    g = _int(doc["groups"], "groups", source) if "groups" in doc else groups
+    if f is None or g is None:
+        raise GridUnknownError(f"{source}: the file does not say its grid; give the model (--ckpt/--config/--preset)", hint)
+    if f == 0 or g == 0:
+        raise WetokError(f"{source}: 'downsample' and 'groups' must be positive")
+    if "token_grid" in doc:
+        h, w = _int_list(doc["token_grid"], 2, "token_grid", source)
+    else:
+        size = doc["image_size"]
+        hs, ws = (size, size) if not isinstance(size, list) else tuple(_int_list(size, 2, "image_size", source))
+        h, w = _int(hs, "image_size", source) // f, _int(ws, "image_size", source) // f
+    if h * w * g != flat.numel() or h == 0 or w == 0:
+        raise WetokError(
+            f"{source}: {flat.numel()} tokens do not fill a {h}x{w} grid of {g} groups ({h * w * g}): "
+            "wrong shape, or made by another model"
+        )
+    b = _int(doc["bits_per_group"], "bits_per_group", source) if "bits_per_group" in doc else None
+    if b is not None:
+        if not 1 <= b <= 24:
+            raise WetokError(f"{source}: 'bits_per_group' must be 1..24, got {b}")
+        _check_range(flat, b, source)
+    tokens = flat.view(1, h, w, g)
+    crop = CropBox(*_int_list(doc["crop_box"], 4, "crop_box", source)) if "crop_box" in doc else None
+    if crop is not None and (crop.top + crop.height > h * f or crop.left + crop.width > w * f or not crop.height or not crop.width):
+        raise WetokError(f"{source}: crop_box {doc['crop_box']} lies outside the {h * f}x{w * f} image")
+    original = tuple(_int_list(doc["original_size"], 2, "original_size", source)) if "original_size" in doc else None
+    text = {k: v for k, v in doc.items() if isinstance(v, str)}  # optional string entries, ignored when not strings
+    identity = None
+    if "architecture" in text:
+        identity = ModelIdentity(text["architecture"], text.get("preset"), text.get("weights_file"), text.get("weights", "ema"))
+    resize = text.get("resize", "none")
+    return TokenSet(
+        tokens=tokens,
+        bits_per_group=b if b is not None else -1,
+        downsample=f,
+        identity=identity,
+        crop=crop,
+        original_size=original,  # type: ignore[arg-type]
+        resize=resize if resize in RESIZE_CODES else "none",
+        size=doc["size"] if isinstance(doc.get("size"), int) and not isinstance(doc["size"], bool) and 0 <= doc["size"] < 65536 else 0,
+        model_hint=hint,
+    )
+
+
+# ---- files ------------------------------------------------------------------------------------
+def _check_range(tokens: torch.Tensor, bits_per_group: int, source: str) -> None:
+    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= 2**bits_per_group):
+        raise WetokError(
+            f"{source}: token values {int(tokens.min())}..{int(tokens.max())} are out of range for "
+            f"{bits_per_group}-bit groups (0..{2**bits_per_group - 1})"
+        )
+
+
+def finish_json_tokens(tokens: TokenSet, config: TokenizerConfig, source: str) -> TokenSet:
+    """Fill in what an original JSON file leaves out (bits per group) from the decoding model,
+    and check the values fit it."""
+    if tokens.bits_per_group < 0:
+        tokens = replace(tokens, bits_per_group=config.bits_per_group)
+    check_compatible(tokens, config, source)
+    _check_range(tokens.tokens, tokens.bits_per_group, source)
+    return tokens
+
+
+def is_token_file(path: Path) -> bool:
+    return path.suffix.lower() in TOKEN_SUFFIXES
+
+
+def read_tokens(path: str | Path, *, downsample: int | None = None, groups: int | None = None) -> TokenSet:
+    """Read a `.wtok` or JSON token file (chosen by content: `.wtok` files start with "WTOK").
+
+    `downsample`/`groups` are needed only for original JSON files, which do not record them.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise WetokError(f"{path}: no such file")
+    if path.is_dir():
+        raise WetokError(f"{path}: is a directory, not a token file")
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise WetokError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not blob:
+        raise WetokError(f"{path}: empty file, not a token file")
+    if blob[:4] == WTOK_MAGIC:
+        return read_wtok_bytes(blob, str(path))
+    if path.suffix.lower() == WTOK_SUFFIX:
+        raise WetokError(f"{path}: not a .wtok token file (bad magic)")
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WetokError(f"{path}: not a token file (neither .wtok nor UTF-8 JSON)") from None
+    try:
+        tokens = read_json_text(text, str(path), downsample=downsample, groups=groups)
+    except GridUnknownError as exc:
+        exc.model_hint = {k: _resolve_beside(v, path) for k, v in exc.model_hint.items()}
+        raise
+    tokens.model_hint = {k: _resolve_beside(v, path) for k, v in tokens.model_hint.items()}
+    return tokens
+
+
+def _resolve_beside(entry: str, token_file: Path) -> str:
+    """A relative path from a JSON file: as given when it exists (from the working directory),
+    else beside the token file; preset names are kept."""
+    if entry in PRESETS or Path(entry).is_absolute() or Path(entry).exists():
+        return entry
+    beside = token_file.parent / entry
+    return str(beside) if beside.exists() else entry
+
+
+def write_tokens(path: str | Path, tokens: TokenSet, *, config: str | None = None, ckpt: str | None = None) -> Path:
+    """Write `tokens` as `.wtok` (by default) or JSON (a `.json` suffix), atomically: a temporary
+    file beside `path`, renamed over it when complete. `config`/`ckpt` fill the JSON's entries."""
+    path = Path(path)
+    if path.suffix.lower() == JSON_SUFFIX:
+        text = json.dumps(json_document(tokens, config=config, ckpt=ckpt), indent=4)
+        _atomic_write(path, lambda p: p.write_text(text))
+    else:
+        blob = wtok_bytes(tokens)
+        _atomic_write(path, lambda p: p.write_bytes(blob))
+    return path
+
+
+__all__ = [
+    "GridUnknownError",
+    "WTOK_LAYOUT",
+    "ModelIdentity",
+    "TokenSet",
+    "check_compatible",
+    "finish_json_tokens",
+    "identity_of",
+    "pack_tokens",
+    "packed_size",
+    "read_json_text",
+    "read_tokens",
+    "read_wtok_bytes",
+    "unpack_tokens",
+    "write_tokens",
+    "wtok_bytes",
+]
