@@ -14,11 +14,11 @@ from wetok.data import (
     EpochSampler,
     RandomCrop,
     evaluation_images,
-    list_images,
     resolve_source,
     training_batches,
 )
 from wetok.errors import WetokError
+from wetok.images import list_images
 from training_support import make_images
 
 

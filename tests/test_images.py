@@ -73,3 +73,18 @@ def test_truncated_image(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(wetok.WetokError, match="no such file"):
         read_image(tmp_path / "absent.png")
+
+
+def test_list_images_recursive_sorted_hidden_skipped(tmp_path):
+    from wetok.images import list_images
+
+    for rel in ["b/2.PNG", "a.jpg", "b/1.webp", ".hidden/x.png", "c/.y.png", "notes.txt"]:
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == ["a.jpg", "b/1.webp", "b/2.PNG"]
+    assert list_images(tmp_path / "c") == []
+    with pytest.raises(wetok.WetokError, match="no such folder"):
+        list_images(tmp_path / "absent")
+    with pytest.raises(wetok.WetokError, match="not a folder"):
+        list_images(tmp_path / "a.jpg")

@@ -22,14 +22,13 @@ from PIL import Image
 from .checkpoint import _atomic_write
 from .config import PRESETS
 from .errors import WetokError
-from .images import DEFAULT_MAX_PIXELS, read_image, to_tensor, to_uint8
+from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, read_image, to_tensor, to_uint8
 from .loader import default_model_available, load
 from .tiling import TileSpec, decode_tiled, encode_tiled
 from .tokenizer import CropBox, Tokenizer, crop, pad_to_multiple
 from .tokens import GridUnknownError, ModelIdentity, TokenSet, check_compatible, finish_json_tokens, identity_of, read_tokens
 from .transforms import resize_shorter_center_crop, stretch_resize
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tiff", ".tif", ".avif")
 AUTO_TILE_PIXELS = 1024 * 1024
 """Images (padded) above this many pixels are processed in tiles unless tiling is turned off."""
 

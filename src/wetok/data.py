@@ -24,26 +24,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, Sampler
 
 from .errors import WetokError
-from .images import read_image, to_rgb, to_tensor
+from .images import IMAGE_SUFFIXES, list_images, read_image, to_rgb, to_tensor
 from .transforms import resize_shorter_side
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"})
 MAX_CONSECUTIVE_FAILURES = 50
 
 
 # ---- finding the images ---------------------------------------------------------------------------
-def list_images(root: str | Path) -> list[Path]:
-    """Image files under `root`, recursively (hidden entries skipped), sorted by path."""
-    root = Path(root)
-    files = [
-        p for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    ]
-    return sorted(files)
-
-
 def resolve_source(root: str | Path, layout: str = "auto", split: str = "train") -> tuple[str, list[Path]]:
     """Which layout `root` has and its files: ("tar", shards) or ("folder", images).
 
@@ -73,7 +62,7 @@ def resolve_source(root: str | Path, layout: str = "auto", split: str = "train")
             raise WetokError(f"{root}: no {split}/ directory for the {layout} layout")
     files = list_images(folder)
     if not files:
-        raise WetokError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        raise WetokError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return "folder", files
 
 
@@ -208,7 +197,7 @@ def _tar_images(shard: Path) -> Iterator[bytes]:
     try:
         with tarfile.open(shard) as archive:
             for member in archive:
-                if member.isfile() and Path(member.name).suffix.lower() in IMAGE_EXTENSIONS:
+                if member.isfile() and Path(member.name).suffix.lower() in IMAGE_SUFFIXES:
                     handle = archive.extractfile(member)
                     if handle is not None:
                         yield handle.read()

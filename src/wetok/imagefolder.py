@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WetokError
+from .images import IMAGE_SUFFIXES
+from .images import list_images as list_image_files
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif", ".avif"})
 _IMAGENET_VAL = re.compile(r"ILSVRC2012_val_\d{8}\.jpe?g", re.IGNORECASE)
 _IMAGENET_CLASS = re.compile(r"n\d{8}")
 _COCO = re.compile(r"\d{12}\.jpe?g", re.IGNORECASE)
@@ -20,15 +21,7 @@ def list_images(root: str | Path, *, limit: int | None = None) -> list[Path]:
     """Image files under `root` (recursive; hidden files and folders left out), sorted by relative
     path; the first `limit` of them when given. Raises `WetokError` for a missing/empty folder."""
     root = Path(root)
-    if not root.exists():
-        raise WetokError(f"{root}: no such folder")
-    if not root.is_dir():
-        raise WetokError(f"{root}: not a folder of images")
-    files = sorted(
-        (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-         and not any(part.startswith(".") for part in p.relative_to(root).parts)),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
+    files = list_image_files(root)
     if not files:
         raise WetokError(f"{root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     if limit is not None:

@@ -51,6 +51,33 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
     return image.convert("RGB")
 
 
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".avif", ".gif", ".ppm", ".pgm"}
+)
+"""File name endings (lower case) that every wetok tool treats as images."""
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a regular file whose ending is in `IMAGE_SUFFIXES` (case-insensitive)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def list_images(root: str | Path) -> list[Path]:
+    """Image files under `root`, recursively, hidden files and folders left out, sorted by their
+    path relative to `root` (so image i is the same file for every process and run). May be
+    empty; raises `WetokError` when `root` is missing or not a folder."""
+    root = Path(root)
+    if not root.exists():
+        raise WetokError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise WetokError(f"{root}: not a folder of images")
+    files = (
+        p for p in root.rglob("*")
+        if is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 """Pillow's decompression-bomb limit (about 89 megapixels); larger images are refused by default."""
 

@@ -14,7 +14,6 @@ import torch
 
 from .batch import Item, Job, Summary, check_target, plan_jobs, prepare_target, run
 from .codec import (
-    IMAGE_SUFFIXES,
     ModelCache,
     ModelChoice,
     SizePolicy,
@@ -26,6 +25,7 @@ from .codec import (
     open_tokens,
     save_image,
 )
+from .images import IMAGE_SUFFIXES
 from .errors import WetokError
 from .tiling import TileSpec
 from .tokenizer import Tokenizer

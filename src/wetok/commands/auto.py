@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..codec import IMAGE_SUFFIXES
+from ..images import IMAGE_SUFFIXES
 from ..errors import WetokError
 from ..tokens import TOKEN_SUFFIXES
 from . import decode, encode, options, reconstruct
