@@ -11,16 +11,19 @@ from .errors import WeightsNotFoundError
 def hub_weights_path(config: TokenizerConfig) -> Path:
     """Local path of a preset's released checkpoint.
 
-    Uses `huggingface_hub.hf_hub_download`: the standard cache (`HF_HOME`, default
-    `~/.cache/huggingface/hub`) when the file is there, a download otherwise. With
-    `HF_HUB_OFFLINE=1` only the cache is read. Raises `WeightsNotFoundError` with the command
+    The standard cache (`HF_HOME`, default `~/.cache/huggingface/hub`) is read first, with no
+    network access (released files never change); otherwise `huggingface_hub.hf_hub_download`
+    fetches the file. With `HF_HUB_OFFLINE=1` only the cache is read. Raises `WeightsNotFoundError` with the command
     that fetches the file when neither works.
     """
     if config.hub is None:
         raise WeightsNotFoundError(f"configuration {config.name or config.describe()} names no released weights")
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     hub = config.hub
+    cached = try_to_load_from_cache(hub.repo_id, hub.filename, revision=hub.revision)
+    if isinstance(cached, str):
+        return Path(cached)
     try:
         return Path(hf_hub_download(repo_id=hub.repo_id, filename=hub.filename, revision=hub.revision))
     except Exception as exc:  # offline, not cached, network or authorisation errors
