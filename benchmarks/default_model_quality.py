@@ -11,33 +11,11 @@ quality whose file is no larger than that rate. Prints mean PSNR / SSIM (scikit-
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-
-
-def encode_at_most(image: np.ndarray, fmt: str, max_bits: float) -> tuple[np.ndarray, float]:
-    """The highest-quality `fmt` ("JPEG" or "WEBP") encoding of uint8 (H, W, 3) using at most
-    `max_bits` bits (quality 1 when none fits): its decoded pixels and bits per pixel."""
-    def encode(quality: int) -> bytes:
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format=fmt, quality=quality)
-        return buffer.getvalue()
-
-    lo, hi, best = 1, 100, encode(1)
-    while lo <= hi:  # file size grows with quality (almost always): binary search
-        mid = (lo + hi) // 2
-        data = encode(mid)
-        if len(data) * 8 <= max_bits:
-            best, lo = data, mid + 1
-        else:
-            hi = mid - 1
-    decoded = np.asarray(Image.open(io.BytesIO(best)).convert("RGB"))
-    return decoded, len(best) * 8 / (image.shape[0] * image.shape[1])
 
 
 def main() -> int:
@@ -49,6 +27,7 @@ def main() -> int:
     args = parser.parse_args()
 
     import wetok
+    from wetok.baselines import compress_to_bpp
     from wetok.data import evaluation_images
     from wetok.images import to_uint8
     from wetok.metrics import psnr, ssim
@@ -62,9 +41,9 @@ def main() -> int:
     reference = to_uint8(images)
     rows = {f"wetok ({model.config.describe().split(',')[0]}, {model.bits_per_token} bits/position)":
             (reference, to_uint8(recon), [bpp] * len(images))}
-    for fmt in ("JPEG", "WEBP"):
-        decoded, rates = zip(*(encode_at_most(im, fmt, bpp * args.size * args.size) for im in reference))
-        rows[fmt] = (reference, np.stack(decoded), list(rates))
+    for codec in ("jpeg", "webp"):
+        results = [compress_to_bpp(im, codec, bpp) for im in reference]
+        rows[codec.upper()] = (reference, np.stack([r.image for r in results]), [r.bpp for r in results])
     print(f"{len(images)} images from {args.images}, {args.size}x{args.size} centre crops")
     print("| codec | bits per pixel | PSNR (dB) | SSIM |\n|---|---|---|---|")
     for name, (ref, test, rates) in rows.items():

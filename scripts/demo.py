@@ -16,6 +16,7 @@ from PIL import Image
 
 import wetok
 from wetok.images import read_image, to_tensor, to_uint8
+from wetok.metrics import psnr
 from wetok.transforms import resize_shorter_center_crop
 
 ASSET = Path(wetok.__file__).parent / "assets" / "chelsea.png"
@@ -57,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     images = to_tensor(original)
     tokens = model.encode(images)
     recon = to_uint8(model.decode(tokens, generator=torch.Generator().manual_seed(0)))[0]
-    mse = np.mean((original.astype(np.float64) - recon.astype(np.float64)) ** 2)
-    psnr = 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf")
+    quality = float(psnr(original[None], recon[None])[0])
 
     args.output.mkdir(parents=True, exist_ok=True)
     save_png(Image.fromarray(recon), args.output / "reconstruction.png")
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         f"of {model.bits_per_group} bits) = {model.bits_per_pixel(args.size, args.size):.4f} bits/pixel, "
         f"compression {model.compression_ratio(args.size, args.size):.0f}x"
     )
-    print(f"PSNR {psnr:.2f} dB; wrote {args.output / 'reconstruction.png'} and {args.output / 'comparison.png'}")
+    print(f"PSNR {quality:.2f} dB; wrote {args.output / 'reconstruction.png'} and {args.output / 'comparison.png'}")
     return 0
 
 
