@@ -35,7 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -50,13 +50,14 @@ from .imagefolder import dataset_summary, describe_files, list_images
 from .images import read_image, to_tensor
 from .lpips import BACKBONE_FILES, HEAD_FILES, LPIPS
 from .metrics.fid import GaussianStats, frechet_distance, stats_key
-from .metrics.inception import WEIGHTS_FILE as INCEPTION_FILE
-from .metrics.inception import FIDInceptionV3
 from .metrics.psnr_ssim import WIN_SIZE, psnr, ssim
 from .metrics.usage import TokenUsage
 from .pretrained import locate_weights
 from .tokenizer import Tokenizer, crop, pad_to_multiple
 from .transforms import resize_shorter_center_crop
+
+if TYPE_CHECKING:  # the Inception network needs torchvision: imported only when rFID is asked for
+    from .metrics.inception import FIDInceptionV3
 
 METRICS: tuple[str, ...] = ("psnr", "ssim", "lpips_alex", "lpips_vgg", "rfid", "usage")
 """Metric names of the report; `lpips` on the command line means both LPIPS networks."""
@@ -196,6 +197,9 @@ def load_networks(metrics: Sequence[str], *, weights_dir: Path | None = None, de
             nets.unavailable[name] = str(exc)
     wants_inception = "rfid" in metrics
     if wants_inception:
+        from .metrics.inception import WEIGHTS_FILE as INCEPTION_FILE
+        from .metrics.inception import FIDInceptionV3
+
         explicit = _weights_in(weights_dir, INCEPTION_FILE)
         try:
             nets.inception = FIDInceptionV3(explicit).to(device)
