@@ -17,6 +17,7 @@ from wetok.data import (
     resolve_source,
     training_batches,
 )
+from wetok import data as data_module
 from wetok.errors import WetokError
 from wetok.images import list_images
 from training_support import make_images
@@ -88,6 +89,27 @@ def test_batches_are_reproducible_across_workers_and_resume(tmp_path):
     b, _ = training_batches(tmp_path, crop, batch_size=2, workers=2, seed=1, start_batch=2)
     for expected in first[2:]:
         assert torch.equal(next(b)[0], expected)
+
+
+def test_decoded_image_cache_changes_no_pixel_and_keeps_its_budget(tmp_path, monkeypatch):
+    make_images(tmp_path, 4)
+    crop = RandomCrop(32, resize=40)
+    plain, _ = training_batches(tmp_path, crop, batch_size=2, seed=1)
+    expected = [next(plain)[0] for _ in range(6)]
+    reads: list[str] = []
+    real_read = data_module.read_image
+    monkeypatch.setattr(data_module, "read_image", lambda path: reads.append(Path(path).name) or real_read(path))
+    cached, _ = training_batches(tmp_path, crop, batch_size=2, seed=1, cache_mb=64)
+    for batch in expected:  # 12 samples of 4 files: each file decoded once
+        assert torch.equal(next(cached)[0], batch)
+    assert sorted(reads) == sorted(set(reads)) and len(reads) == 4
+    reads.clear()
+    files = list_images(tmp_path)
+    one_image = np.asarray(real_read(files[0])).nbytes
+    small = data_module.ImageFiles(files, crop, cache_mb=1.5 * one_image / 2**20)
+    for key in [(0, 1), (1, 2), (0, 3), (1, 4)]:
+        small[key]
+    assert reads == [files[0].name, files[1].name, files[1].name]  # room for one image: the first stays, the second is re-read
 
 
 def test_unreadable_images_are_counted_and_skipped(tmp_path, caplog):

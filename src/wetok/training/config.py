@@ -61,6 +61,7 @@ class DataSection:
     flip: bool = True  # random horizontal flips
     batch_size: int = 4  # images per process per micro-batch
     workers: int = 2  # DataLoader worker processes per training process (0 = load in the main process)
+    cache_mb: float = 0  # keep up to this many MiB of decoded images in memory per loader process (folder layouts; small data sets)
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,8 @@ def _validate(cfg: TrainConfig) -> None:
         (t.keep_checkpoints > 0, "train.keep_checkpoints must be positive"),
         (t.log_every > 0 and t.image_every > 0, "train.log_every and train.image_every must be positive"),
         (d.layout in ("auto", "folder", "imagenet", "coco", "tar"), f"data.layout must be auto, folder, imagenet, coco or tar, got {d.layout!r}"),
-        (d.size > 0 and d.batch_size > 0 and d.workers >= 0, "data.size and data.batch_size must be positive, data.workers >= 0"),
+        (d.size > 0 and d.batch_size > 0 and d.workers >= 0 and d.cache_mb >= 0,
+         "data.size and data.batch_size must be positive, data.workers and data.cache_mb >= 0"),
         (d.resize is None or d.resize > 0, "data.resize must be positive or null"),
         (d.random_scale is None or 0 < d.random_scale[0] <= d.random_scale[1], "data.random_scale must be (lo, hi) with 0 < lo <= hi"),
         (o.schedule in ("constant", "cosine", "step"), f"optim.schedule must be constant, cosine or step, got {o.schedule!r}"),

@@ -296,6 +296,7 @@ def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Dist
     batches, n_sources = training_batches(
         data, transform, batch_size=cfg.data.batch_size, workers=cfg.data.workers, layout=cfg.data.layout,
         split=cfg.data.split, seed=t.seed, rank=info.rank, world=info.world, start_batch=start * optim.grad_accum,
+        cache_mb=cfg.data.cache_mb,
     )
     say(f"wetok train: {n_sources} source file(s) in {data}")
     heldout = evaluation_images(cfg.eval.folder, cfg.eval.size, cfg.eval.max_images) if cfg.eval.folder and info.main else None
