@@ -13,8 +13,6 @@ unpickling (which can run code) is refused unless the caller passes `trust_pickl
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +21,7 @@ import torch
 
 from .config import TokenizerConfig
 from .errors import CheckpointError, ConfigError, UnsafeCheckpointError
+from .files import atomic_write
 
 FORMAT_NAME = "wetok"
 FORMAT_VERSION = 1
@@ -193,25 +192,6 @@ def _on_meta(model: torch.nn.Module) -> bool:
 
 
 # ---- wetok's own format -----------------------------------------------------------------------
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_tokenizer(model: torch.nn.Module, directory: str | Path) -> Path:
     """Write `model` (a `Tokenizer`) as `config.json` + `model.safetensors` into `directory`."""
     from safetensors.torch import save_file
@@ -219,9 +199,9 @@ def save_tokenizer(model: torch.nn.Module, directory: str | Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT_NAME}))
+    atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT_NAME}))
     meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": model.config.to_dict()}
-    _atomic_write(directory / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_write(directory / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return directory
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import _atomic_write
+from .files import atomic_write
 from .config import PRESETS
 from .errors import WetokError
 from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, read_image, to_tensor, to_uint8
@@ -318,5 +318,5 @@ def save_image(path: Path, pixels: torch.Tensor) -> Path:
     fmt = image_format(path)
     image = Image.fromarray(to_uint8(pixels)[0])
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    _atomic_write(path, lambda p: image.save(p, format=fmt, **options))
+    atomic_write(path, lambda p: image.save(p, format=fmt, **options))
     return path

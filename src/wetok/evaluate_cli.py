@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from .checkpoint import _atomic_write
+from .files import atomic_write
 from .config import PRESETS
 from .errors import WetokError
 from .evaluate import METRICS, EvalConfig, evaluate, format_table
@@ -68,7 +68,7 @@ def _grid_path(args: argparse.Namespace) -> Path | None:
 def _write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, write)
+        atomic_write(path, write)
     except OSError as exc:
         raise WetokError(f"{path}: cannot write ({exc.strerror or exc})") from None
 

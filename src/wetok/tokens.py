@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .checkpoint import _atomic_write
+from .files import atomic_write
 from .config import PRESETS, TokenizerConfig
 from .errors import WetokError
 from .tokenizer import CropBox
@@ -518,10 +518,10 @@ def write_tokens(path: str | Path, tokens: TokenSet, *, config: str | None = Non
     path = Path(path)
     if path.suffix.lower() == JSON_SUFFIX:
         text = json.dumps(json_document(tokens, config=config, ckpt=ckpt), indent=4)
-        _atomic_write(path, lambda p: p.write_text(text))
+        atomic_write(path, lambda p: p.write_text(text))
     else:
         blob = wtok_bytes(tokens)
-        _atomic_write(path, lambda p: p.write_bytes(blob))
+        atomic_write(path, lambda p: p.write_bytes(blob))
     return path
 
 

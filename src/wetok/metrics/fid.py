@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import _atomic_write
+from ..files import atomic_write
 from ..errors import WetokError
 
 STATS_FORMAT = "wetok-fid-stats-1"
@@ -59,7 +59,7 @@ class GaussianStats:
                 np.savez(fh, mu=self.mu, sigma=self.sigma, count=np.int64(self.count), key=np.str_(key),
                          format=np.str_(STATS_FORMAT))
 
-        _atomic_write(path, write)
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: str | Path, key: str | None = None) -> "GaussianStats | None":

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ..checkpoint import _atomic_write
+from ..files import atomic_write
 from ..data import RandomCrop, evaluation_images, training_batches
 from ..errors import ConfigError, WeightsNotFoundError, WetokError
 from ..losses import LeCAM, PatchDiscriminator
@@ -284,7 +284,7 @@ def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Dist
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise WetokError(f"{run_dir}: cannot create the run directory ({exc.strerror or exc})") from None
-        _atomic_write(run_dir / "config.yaml", lambda tmp: tmp.write_text(cfg.to_yaml()))
+        atomic_write(run_dir / "config.yaml", lambda tmp: tmp.write_text(cfg.to_yaml()))
     say(f"wetok train: {model.config.describe()}; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
     say(f"wetok train: stage {t.stage}, {info.world} process(es) on {info.device}, batch {cfg.data.batch_size} x {optim.grad_accum} "
         f"x {info.world} of {cfg.data.size}px, {t.precision}")

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import _atomic_write, read_torch_file
+from ..checkpoint import read_torch_file
+from ..files import atomic_write
 from ..errors import CheckpointError
 
 TRAIN_FORMAT = "wetok-train"
@@ -47,7 +48,7 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int
     for stale in path.parent.glob(".step-*.tmp"):  # left by a process killed while writing
         stale.unlink(missing_ok=True)
     payload = {"format": TRAIN_FORMAT, "version": TRAIN_FORMAT_VERSION, "step": step, **payload}
-    _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
