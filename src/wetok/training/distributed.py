@@ -84,6 +84,9 @@ def barrier(info: Distributed) -> None:
         dist.barrier()
 
 
-def shutdown(info: Distributed) -> None:
+def shutdown(info: Distributed, *, synchronize: bool = True) -> None:
+    """Leave the process group; with `synchronize`, first wait for every process to get here."""
     if info.enabled and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()

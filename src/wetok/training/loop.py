@@ -243,10 +243,16 @@ def train(cfg: TrainConfig, data: str | Path, run_dir: str | Path, *, resume: bo
     """
     run_dir = Path(run_dir)
     info = init_distributed(cfg.train.device)
+    finished = False
     try:
-        return _train(cfg, Path(data), run_dir, resume, info, progress)
+        status = _train(cfg, Path(data), run_dir, resume, info, progress)
+        finished = True
+        return status
     finally:
-        shutdown(info)
+        # After a normal end every rank waits for the others (rank 0 may still be exporting)
+        # before the process group goes: tearing gloo down under a peer that still uses it can
+        # abort that peer. After an error there is no waiting, since a peer may never arrive.
+        shutdown(info, synchronize=finished)
 
 
 def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Distributed, progress: bool) -> int:
