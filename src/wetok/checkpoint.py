@@ -21,7 +21,7 @@ import torch
 
 from .config import TokenizerConfig
 from .errors import CheckpointError, ConfigError, UnsafeCheckpointError
-from .files import atomic_write
+from .files import atomic_write, require_file
 
 FORMAT_NAME = "wetok"
 FORMAT_VERSION = 1
@@ -42,10 +42,7 @@ def read_torch_file(path: str | Path, *, trust_pickle: bool = False) -> Any:
     `UnsafeCheckpointError` (needs arbitrary unpickling; pass `trust_pickle=True` only for files
     you trust completely)."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    require_file(path, "a checkpoint file", CheckpointError)
     try:
         size = path.stat().st_size
         with path.open("rb") as fh:

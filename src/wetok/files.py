@@ -30,3 +30,14 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def require_file(path: Path, kind: str, error: type[Exception]) -> None:
+    """Raise `error` with one line naming `path` when it is missing or a directory.
+
+    `kind` completes "is a directory, not {kind}" (e.g. "an image", "a checkpoint file").
+    """
+    if not path.exists():
+        raise error(f"{path}: no such file")
+    if path.is_dir():
+        raise error(f"{path}: is a directory, not {kind}")

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from .errors import WetokError
+from .files import require_file
 
 
 def _array_to_hwc_uint8(array: np.ndarray) -> np.ndarray:
@@ -93,10 +94,7 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     from PIL import ImageOps, UnidentifiedImageError
 
     path = Path(path)
-    if not path.exists():
-        raise WetokError(f"{path}: no such file")
-    if path.is_dir():
-        raise WetokError(f"{path}: is a directory, not an image")
+    require_file(path, "an image", WetokError)
     try:
         if path.stat().st_size == 0:
             raise WetokError(f"{path}: empty file")

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .files import atomic_write
+from .files import atomic_write, require_file
 from .config import PRESETS, TokenizerConfig
 from .errors import WetokError
 from .tokenizer import CropBox
@@ -476,10 +476,7 @@ def read_tokens(path: str | Path, *, downsample: int | None = None, groups: int 
     `downsample`/`groups` are needed only for original JSON files, which do not record them.
     """
     path = Path(path)
-    if not path.exists():
-        raise WetokError(f"{path}: no such file")
-    if path.is_dir():
-        raise WetokError(f"{path}: is a directory, not a token file")
+    require_file(path, "a token file", WetokError)
     try:
         blob = path.read_bytes()
     except OSError as exc:
