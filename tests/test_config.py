@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -71,7 +73,9 @@ def test_dict_round_trip_and_hash():
     "kwargs, message",
     [
         ({"latent_channels": 30, "groups": 4}, "divisible"),
-        ({"channels": 48}, "multiples of 32"),
+        ({"channels": 48}, "multiples of norm_groups \\(32\\)"),
+        ({"channels": 32, "channel_mult": (1, 2), "norm_groups": 3}, "multiples of norm_groups \\(3\\)"),
+        ({"norm_groups": 0}, "norm_groups must be a positive integer"),
         ({"channel_mult": ()}, "channel_mult"),
         ({"groups": 0}, "positive"),
         ({"latent_channels": 64, "groups": 2}, "at most 24"),
@@ -80,6 +84,19 @@ def test_dict_round_trip_and_hash():
 def test_invalid_configs(kwargs, message):
     with pytest.raises(wetok.ConfigError, match=message):
         TokenizerConfig(**kwargs)
+
+
+def test_norm_groups_is_part_of_the_architecture_only_when_not_32():
+    small = TokenizerConfig(channels=32, channel_mult=(1, 2), num_res_blocks=1, latent_channels=8, groups=2)
+    fewer = dataclasses.replace(small, norm_groups=8)
+    assert "norm_groups" not in small.architecture() and fewer.architecture()["norm_groups"] == 8
+    assert small.architecture_hash() != fewer.architecture_hash()
+    assert TokenizerConfig.from_dict(fewer.to_dict()) == fewer
+    assert fewer.describe().endswith("GroupNorm 8 groups") and "GroupNorm" not in small.describe()
+    # The released architectures keep the hashes they had before the field existed (the
+    # README's tiny_d16 example prints this one; .wtok files store it).
+    tiny_d16 = TokenizerConfig(channels=32, channel_mult=(1, 1, 2, 2, 2), num_res_blocks=2, latent_channels=32, groups=4)
+    assert tiny_d16.architecture_hash() == "b4ca75986e0b0ec1"
 
 
 def test_unknown_dict_keys():

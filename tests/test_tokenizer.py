@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -130,3 +132,17 @@ def test_meta_device_construction():
         big = Tokenizer(wetok.PRESETS["general-cr768"])
     assert all(p.is_meta for p in big.parameters())
     assert sum(p.numel() for p in big.parameters()) == 720160544 + 953518339
+
+
+def test_norm_groups_reach_every_groupnorm_and_survive_save_and_load(tmp_path):
+    base = wetok.TokenizerConfig(channels=32, channel_mult=(1, 2), num_res_blocks=1, latent_channels=8, groups=2)
+    torch.manual_seed(0)
+    model = wetok.Tokenizer(dataclasses.replace(base, norm_groups=8)).eval()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and {m.num_groups for m in norms} == {8}
+    reference = wetok.Tokenizer(base).state_dict()
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in reference.items()}
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    again = wetok.load(model.save(tmp_path / "m"))
+    assert again.config.norm_groups == 8
+    assert torch.equal(again.reconstruct(images), model.reconstruct(images))

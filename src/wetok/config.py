@@ -35,7 +35,8 @@ class TokenizerConfig:
     """One WeTok architecture.
 
     Attributes:
-        channels: base width `ch` of the encoder/decoder (a multiple of 32, GroupNorm has 32 groups).
+        channels: base width `ch` of the encoder/decoder (every level's width a multiple of
+            `norm_groups`).
         channel_mult: width multiplier per resolution level; `len(channel_mult) - 1` stride-2 steps,
             so the downsample factor is `2 ** (len(channel_mult) - 1)`.
         num_res_blocks: residual blocks per level (and in the bottleneck).
@@ -43,6 +44,10 @@ class TokenizerConfig:
         groups: G, quantizer groups; each token carries `latent_channels // groups` bits.
         generative: True for the generative decoder (GD), which also takes Gaussian noise.
         in_channels / out_channels: image channels (3).
+        norm_groups: groups of every GroupNorm: 32 in all released models. At small widths 32
+            groups hold one channel each (per-channel instance normalisation, which erases each
+            channel's mean and scale per image); fewer groups keep more of that. It changes no
+            weight shape, but it is part of the architecture (and of its hash when not 32).
         name: preset name, when the configuration is a released preset.
         hub: where the released weights live, when known.
     """
@@ -55,6 +60,7 @@ class TokenizerConfig:
     generative: bool = False
     in_channels: int = 3
     out_channels: int = 3
+    norm_groups: int = 32
     name: str | None = None
     hub: HubWeights | None = None
 
@@ -69,6 +75,7 @@ class TokenizerConfig:
             "groups": self.groups,
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
+            "norm_groups": self.norm_groups,
         }
         for key, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -76,9 +83,9 @@ class TokenizerConfig:
         if not self.channel_mult or any(m <= 0 for m in self.channel_mult):
             raise ConfigError(f"channel_mult must be non-empty positive integers, got {self.channel_mult}")
         for m in self.channel_mult:
-            if (self.channels * m) % 32:
+            if (self.channels * m) % self.norm_groups:
                 raise ConfigError(
-                    f"channels*channel_mult must be multiples of 32 (GroupNorm groups), got {self.channels}*{m}"
+                    f"channels*channel_mult must be multiples of norm_groups ({self.norm_groups}), got {self.channels}*{m}"
                 )
         if self.latent_channels % self.groups:
             raise ConfigError(
@@ -117,8 +124,11 @@ class TokenizerConfig:
         return height * width * 3 * 8 / token_bits
 
     def architecture(self) -> dict[str, Any]:
-        """The fields that decide the weights' shapes (no name or hub location)."""
-        return {
+        """The fields that decide what the weights compute (no name or hub location).
+
+        `norm_groups` appears only when it is not the released 32, so the released architectures
+        keep their hashes."""
+        fields = {
             "channels": self.channels,
             "channel_mult": list(self.channel_mult),
             "num_res_blocks": self.num_res_blocks,
@@ -128,6 +138,9 @@ class TokenizerConfig:
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
         }
+        if self.norm_groups != 32:
+            fields["norm_groups"] = self.norm_groups
+        return fields
 
     def architecture_hash(self) -> str:
         """A short, stable hex digest of `architecture()` that identifies compatible weights."""
@@ -138,9 +151,10 @@ class TokenizerConfig:
         """One line: `d16, ch 256 x (1,1,2,2,4), 4 res blocks, 32 bits = 4 groups x 8 bits, plain decoder`."""
         mult = ",".join(str(m) for m in self.channel_mult)
         decoder = "generative decoder" if self.generative else "plain decoder"
+        norms = f", GroupNorm {self.norm_groups} groups" if self.norm_groups != 32 else ""
         return (
             f"d{self.downsample}, ch {self.channels} x ({mult}), {self.num_res_blocks} res blocks, "
-            f"{self.latent_channels} bits = {self.groups} groups x {self.bits_per_group} bits, {decoder}"
+            f"{self.latent_channels} bits = {self.groups} groups x {self.bits_per_group} bits, {decoder}{norms}"
         )
 
     # ---- (de)serialisation ----------------------------------------------------------------------

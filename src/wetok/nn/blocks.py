@@ -14,23 +14,24 @@ GROUPNORM_GROUPS = 32
 GROUPNORM_EPS = 1e-6
 
 
-def group_norm(channels: int, affine: bool = True) -> nn.GroupNorm:
-    """GroupNorm with the released models' settings: 32 groups, eps 1e-6."""
-    return nn.GroupNorm(GROUPNORM_GROUPS, channels, eps=GROUPNORM_EPS, affine=affine)
+def group_norm(channels: int, affine: bool = True, groups: int = GROUPNORM_GROUPS) -> nn.GroupNorm:
+    """GroupNorm with eps 1e-6 and, as in every released model, 32 groups by default."""
+    return nn.GroupNorm(groups, channels, eps=GROUPNORM_EPS, affine=affine)
 
 
 class ResBlock(nn.Module):
     """Pre-activation residual block: (GroupNorm, SiLU, 3x3 conv) twice, convolutions without bias.
 
-    A 1x1 convolution without bias (`nin_shortcut`) maps the shortcut when the width changes.
-    Input (B, in_channels, H, W) -> output (B, out_channels, H, W), same dtype.
+    A 1x1 convolution without bias (`nin_shortcut`) maps the shortcut when the width changes;
+    `norm_groups` is the GroupNorms' group count. Input (B, in_channels, H, W) -> output
+    (B, out_channels, H, W), same dtype.
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm_groups: int = GROUPNORM_GROUPS) -> None:
         super().__init__()
-        self.norm1 = group_norm(in_channels)
+        self.norm1 = group_norm(in_channels, groups=norm_groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
-        self.norm2 = group_norm(out_channels)
+        self.norm2 = group_norm(out_channels, groups=norm_groups)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.nin_shortcut = (
             nn.Conv2d(in_channels, out_channels, 1, bias=False) if in_channels != out_channels else None
@@ -78,9 +79,9 @@ class AdaptiveGroupNorm(nn.Module):
     the shift. x (B, channels, H, W), style (B, latent_channels, h, w) -> (B, channels, H, W).
     """
 
-    def __init__(self, latent_channels: int, channels: int) -> None:
+    def __init__(self, latent_channels: int, channels: int, norm_groups: int = GROUPNORM_GROUPS) -> None:
         super().__init__()
-        self.norm = group_norm(channels, affine=False)
+        self.norm = group_norm(channels, affine=False, groups=norm_groups)
         self.gamma = nn.Linear(latent_channels, channels)
         self.beta = nn.Linear(latent_channels, channels)
 

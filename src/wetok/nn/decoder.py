@@ -26,25 +26,25 @@ class Decoder(nn.Module):
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
         ch, mult, n_res = config.channels, config.channel_mult, config.num_res_blocks
-        latent = config.latent_channels
+        latent, groups = config.latent_channels, config.norm_groups
         self.generative = config.generative
         width = ch * mult[-1]
         self.conv_in = nn.Conv2d(latent * (2 if config.generative else 1), width, 3, padding=1)
-        self.mid_block = nn.ModuleList(ResBlock(width, width) for _ in range(n_res))
+        self.mid_block = nn.ModuleList(ResBlock(width, width, groups) for _ in range(n_res))
         up: list[nn.Module] = [nn.Module() for _ in mult]
         adaptive: list[nn.Module] = [nn.Module() for _ in mult]
         for level in reversed(range(len(mult))):
-            adaptive[level] = AdaptiveGroupNorm(latent, width)
+            adaptive[level] = AdaptiveGroupNorm(latent, width, groups)
             blocks = []
             for _ in range(n_res):
-                blocks.append(ResBlock(width, ch * mult[level]))
+                blocks.append(ResBlock(width, ch * mult[level], groups))
                 width = ch * mult[level]
             up[level].block = nn.ModuleList(blocks)
             if level > 0:
                 up[level].upsample = Upsampler(width)
         self.up = nn.ModuleList(up)
         self.adaptive = nn.ModuleList(adaptive)
-        self.norm_out = group_norm(width)
+        self.norm_out = group_norm(width, groups=groups)
         self.conv_out = nn.Conv2d(width, config.out_channels, 3, padding=1)
 
     def forward(self, quantized: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:

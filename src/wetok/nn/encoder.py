@@ -24,6 +24,7 @@ class Encoder(nn.Module):
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
         ch, mult, n_res = config.channels, config.channel_mult, config.num_res_blocks
+        groups = config.norm_groups
         self.conv_in = nn.Conv2d(config.in_channels, ch, 3, padding=1, bias=False)
         self.down = nn.ModuleList()
         width = ch
@@ -31,14 +32,14 @@ class Encoder(nn.Module):
             stage = nn.Module()
             blocks = []
             for _ in range(n_res):
-                blocks.append(ResBlock(width, ch * m))
+                blocks.append(ResBlock(width, ch * m, groups))
                 width = ch * m
             stage.block = nn.ModuleList(blocks)
             if level < len(mult) - 1:
                 stage.downsample = nn.Conv2d(width, width, 3, stride=2, padding=1)
             self.down.append(stage)
-        self.mid_block = nn.ModuleList(ResBlock(width, width) for _ in range(n_res))
-        self.norm_out = group_norm(width)
+        self.mid_block = nn.ModuleList(ResBlock(width, width, groups) for _ in range(n_res))
+        self.norm_out = group_norm(width, groups=groups)
         self.conv_out = nn.Conv2d(width, config.latent_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

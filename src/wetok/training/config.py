@@ -28,6 +28,7 @@ class ModelSection:
     num_res_blocks: int | None = None  # residual blocks per level
     latent_channels: int | None = None  # C: bits per latent position
     groups: int | None = None  # G: quantizer groups (C/G bits per token)
+    norm_groups: int | None = None  # groups of every GroupNorm (null: 32, as all released models)
 
     def tokenizer_config(self, *, generative: bool) -> TokenizerConfig:
         """The TokenizerConfig this section describes; `generative` for stage 2."""
