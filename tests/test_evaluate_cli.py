@@ -42,6 +42,27 @@ def test_writes_report_grid_and_table(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "rfid not computed: FID InceptionV3 weights: pt_inception-2015-12-05-6726825d.pth not found" in captured.err
 
 
+def test_unwritable_outputs_fail_before_the_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = photo_folder(tmp_path / "photos")
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["--output", str(tmp_path / "afile" / "report.json")], "afile is a file, not a directory"),
+        (["--output", str(tmp_path)], "is a directory; --output names a file"),
+        (["--output", str(tmp_path / "r.json"), "--grid", str(tmp_path / "afile" / "g.png")], "afile is a file, not a directory"),
+        (["--output", str(tmp_path / "r.json"), "--grid", str(tmp_path / "r.json")], "cannot be the same file"),
+    ]
+    for extra, message in cases:
+        assert main(["evaluate", *MODEL, "--data", str(data), "--size", "32", "--no-progress", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "photos"]
+
+
+def test_no_model_without_a_default_model(tmp_path: Path, capsys: pytest.CaptureFixture[str], no_default_model: None) -> None:
+    assert main(["evaluate", "--data", str(tmp_path), "--output", str(tmp_path / "r.json"), "--no-progress"]) == 2
+    assert "which model? give --ckpt FILE" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

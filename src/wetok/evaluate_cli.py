@@ -18,7 +18,7 @@ DEFAULT_METRICS = "psnr,ssim,lpips,rfid,usage"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `wetok evaluate`."""
     model = parser.add_argument_group("model")
-    model.add_argument("--ckpt", help="released .ckpt file or a directory written by Tokenizer.save")
+    model.add_argument("--ckpt", help="released .ckpt file or a directory written by Tokenizer.save (default: the bundled default model)")
     model.add_argument("--config", help="for --ckpt: its released YAML file or a preset name")
     model.add_argument("--preset", choices=sorted(PRESETS), help="a released model (weights from the Hugging Face cache)")
     model.add_argument("--weights", choices=("ema", "raw"), default="ema", help="which weights of a .ckpt (default: ema)")
@@ -73,6 +73,15 @@ def _write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
         raise WetokError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
+def _check_target(path: Path, what: str) -> None:
+    """Fail before any work when `path` cannot become a file (a directory, or under a file)."""
+    if path.is_dir():
+        raise WetokError(f"{path}: is a directory; --{what} names a file")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise WetokError(f"{path}: cannot write: {parent} is a file, not a directory")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run `wetok evaluate`; process 0 writes the report (and grid) and prints the table."""
     import wetok
@@ -82,8 +91,14 @@ def run(args: argparse.Namespace) -> int:
     if args.config and not args.ckpt:
         raise WetokError("--config goes with --ckpt")
     source = args.ckpt or args.preset
-    if source is None:
-        raise WetokError("which model? give --ckpt FILE (with --config YAML) or --preset NAME")
+    if source is None and not wetok.default_model_available():
+        raise WetokError("which model? give --ckpt FILE (with --config YAML) or --preset NAME (this build has no default model)")
+    grid_path = _grid_path(args)
+    _check_target(args.output, "output")
+    if grid_path is not None:
+        _check_target(grid_path, "grid")
+        if grid_path.resolve() == args.output.resolve():
+            raise WetokError(f"{grid_path}: the grid and the report cannot be the same file")
     config = EvalConfig(
         data=args.data,
         size=None if args.original_resolution else args.size,
@@ -103,12 +118,11 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     model = wetok.load(source, config=args.config, weights=args.weights, trust_pickle=args.trust_pickle)
-    result = evaluate(model, config, device=args.device, model_source=str(source))
+    result = evaluate(model, config, device=args.device, model_source=str(source) if source else "wetok default model")
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     text = json.dumps(result.report, indent=2) + "\n"
     _write(args.output, lambda p: p.write_text(text))
-    grid_path = _grid_path(args)
     if grid_path is not None and result.grid is not None:
         _write(grid_path, lambda p: result.grid.save(p, format="PNG"))
     print(format_table(result.report))

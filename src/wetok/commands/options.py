@@ -26,7 +26,7 @@ def add_inputs(parser: argparse.ArgumentParser, what: str) -> None:
 
 def add_model(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--ckpt", metavar="FILE", help="released .ckpt file or saved wetok model directory")
+    group.add_argument("--ckpt", metavar="FILE", help="released .ckpt file or saved wetok model directory (default: the bundled default model)")
     group.add_argument("--config", metavar="YAML", help="the released YAML config of --ckpt (architecture)")
     group.add_argument("--preset", metavar="NAME", help=f"released model: {', '.join(PRESETS)} (with --ckpt: its architecture)")
     group.add_argument("--weights", choices=("ema", "raw"), default="ema", help="EMA (default, as released tools) or raw weights")
