@@ -45,3 +45,11 @@ def expected(reference: Path):
 @pytest.fixture(scope="session")
 def official_architectures(reference: Path) -> dict:
     return json.loads((reference / "official_architectures.json").read_text())
+
+
+@pytest.fixture
+def no_default_model(monkeypatch, tmp_path) -> None:
+    """Pretend this build carries no default model (the package's folder is pointed elsewhere)."""
+    import wetok.loader
+
+    monkeypatch.setattr(wetok.loader, "DEFAULT_MODEL_DIR", tmp_path / "no-default-model")

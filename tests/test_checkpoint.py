@@ -155,9 +155,8 @@ def test_saved_directory_errors(tmp_path):
         wetok.load(directory)
 
 
-def test_default_model_missing_is_clear():
-    if wetok.default_model_available():
-        pytest.skip("this build carries a default model")
+def test_default_model_missing_is_clear(no_default_model):
+    assert not wetok.default_model_available()
     with pytest.raises(wetok.CheckpointError, match="no default model"):
         wetok.load()
 

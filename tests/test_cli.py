@@ -275,7 +275,9 @@ def test_debug_shows_the_traceback(tmp_path, capsys, model_dir):
     assert code == 2 and "Traceback" in err and err.strip().splitlines()[-1].startswith("wetok: error: ")
 
 
-def test_no_model_given_says_there_is_no_default_yet(tmp_path, capsys):
+def test_no_model_given_says_there_is_no_default_yet(tmp_path, capsys, no_default_model):
+    tmp_path = tmp_path / "work"
+    tmp_path.mkdir()
     image = write_photo(tmp_path / "a.png", 16, 16)
     code, _, err = cli(capsys, "encode", image, "-o", tmp_path / "a.wtok")
     assert code == 2

@@ -103,7 +103,7 @@ def test_decoding_with_another_architecture_is_a_clear_error(tmp_path):
         open_tokens(path, ModelChoice(), ModelCache())
 
 
-def test_no_model_and_no_default_model_says_so():
+def test_no_model_and_no_default_model_says_so(no_default_model):
     assert not wetok.default_model_available()
     with pytest.raises(WetokError, match="no default model yet: pass --preset NAME"):
         load_model(ModelChoice())
