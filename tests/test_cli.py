@@ -18,8 +18,10 @@ from PIL import Image
 
 import wetok
 from cli_helpers import CASES, TINY, TINY_GD, listing, make_model_dir, require_reference, write_photo
-from wetok.cli import main
+from wetok.cli import build_parser, main
+from wetok.commands.options import run_options
 from wetok.images import to_pil
+from wetok.tiling import TileSpec
 from wetok.tokens import read_tokens
 
 REPO = Path(__file__).resolve().parents[1]
@@ -291,6 +293,17 @@ def test_usage_errors_exit_2(capsys):
     assert main([]) == 2
     assert main(["--version"]) == 0
     assert wetok.__version__ in capsys.readouterr().out
+
+
+def test_tile_stats_choose_the_tiled_normalisation(capsys):
+    def tile(*extra: str):
+        return run_options(build_parser().parse_args(["encode", "in.png", "--output", "out", *extra])).tile
+
+    assert tile() == TileSpec(512, 128, "image")
+    assert tile("--tile-stats", "window", "--tile", "256") == TileSpec(256, 128, "window")
+    assert tile("--tile", "0") is None
+    assert main(["encode", "--tile-stats", "4"]) == 2
+    assert "argument --tile-stats: invalid choice: '4'" in capsys.readouterr().err
 
 
 def test_packed_output_refuses_mixed_sizes(tmp_path, capsys, model_dir):

@@ -1,5 +1,5 @@
-"""Tiled encoding/decoding: window layout, blending, pooled normalisation statistics, and the
-distance to untiled processing on a small random model."""
+"""Tiled encoding/decoding: window layout, blending, whole-image normalisation statistics
+measured layer by layer, and the distance to untiled processing on a small random model."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from wetok.tiling import (
     encode_tiled,
     owned_spans,
     run_tiled,
-    stats_sample,
 )
 
 
@@ -48,16 +47,6 @@ def test_windows_cover_with_overlap_and_spans_partition(length, window, overlap)
     assert all(w0 <= s0 < s1 <= w1 for (w0, w1), (s0, s1) in zip(windows, spans))
 
 
-def test_stats_sample_spreads_and_respects_the_limit():
-    rows, cols = axis_windows(40, 8, 2), axis_windows(40, 8, 2)
-    assert len(rows) == 7
-    sample = stats_sample(rows, cols, 4)
-    assert len(sample) == 4
-    starts = {(w[0].start, w[1].start) for w, _ in sample}
-    assert starts == {(0, 0), (0, 32), (32, 0), (32, 32)}
-    assert len(stats_sample(rows, cols, 100)) == 49
-
-
 def test_blending_reproduces_a_field_exactly():
     field = torch.randn(1, 2, 9 * 3, 13 * 3)
 
@@ -68,22 +57,74 @@ def test_blending_reproduces_a_field_exactly():
     assert torch.allclose(out, field, atol=1e-6)
 
 
-def test_pooled_statistics_make_a_groupnorm_exact_across_windows():
+class PointwiseNet(nn.Module):
+    """1x1 convolutions and GroupNorms (no border effects), declared in the reverse of the order
+    they run in, with one GroupNorm without affine (as inside the adaptive norms)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv3 = nn.Conv2d(8, 4, 1)
+        self.norm2 = nn.GroupNorm(2, 8, eps=1e-6, affine=False)
+        self.conv2 = nn.Conv2d(8, 8, 1)
+        self.norm1 = nn.GroupNorm(4, 8, eps=1e-6)
+        self.conv1 = nn.Conv2d(4, 8, 1)
+        nn.init.normal_(self.norm1.weight)
+        nn.init.normal_(self.norm1.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.norm1(self.conv1(x)))
+        return self.conv3(torch.relu(self.norm2(self.conv2(x))))
+
+
+def contrasted_field() -> torch.Tensor:
+    """(1, 4, 24, 20) with regions of very different statistics."""
     torch.manual_seed(0)
-    norm = nn.GroupNorm(2, 4, eps=1e-6)
-    nn.init.normal_(norm.weight)
     field = torch.randn(1, 4, 24, 20)
-    field[:, :, :12] *= 5  # windows with very different statistics
+    field[:, :, :12] *= 5
     field[:, :, :, :8] += 3
+    return field
+
+
+@torch.no_grad()
+def test_whole_image_statistics_make_a_pointwise_network_exact():
+    net, field = PointwiseNet(), contrasted_field()
 
     def run(windows):
-        return norm(torch.cat([field[:, :, r, c] for r, c in windows]))
+        return net(torch.cat([field[:, :, r, c] for r, c in windows]))
 
-    pooled = run_tiled(run, (24, 20), 8, 2, 1, 4, network=norm, stats_windows=100)
+    whole = run_tiled(run, (24, 20), 8, 2, 1, 4, network=net)
     alone = run_tiled(run, (24, 20), 8, 2, 1, 4)
-    want = norm(field)
-    assert (pooled - want).abs().max().item() < 1e-4
+    want = net(field)
+    assert (whole - want).abs().max().item() < 1e-5
     assert (alone - want).abs().max().item() > 0.5
+    assert not net.norm1._forward_hooks and not net.norm1._forward_pre_hooks  # hooks removed
+
+
+@torch.no_grad()
+def test_statistics_passes_stop_at_the_layer_being_measured():
+    net, field = PointwiseNet(), contrasted_field()
+    runs = {name: 0 for name in ("conv1", "conv2", "conv3", "norm2")}
+    for name in runs:
+        getattr(net, name).register_forward_hook(lambda *_, name=name: runs.__setitem__(name, runs[name] + 1))
+    calls = []
+
+    def run(windows):
+        calls.append(dict(runs))
+        return net(torch.cat([field[:, :, r, c] for r, c in windows]))
+
+    run_tiled(run, (24, 20), 8, 2, 1, 4, network=net)
+    n = 4 * 3  # windows: 4 rows x 3 columns
+    assert len(axis_windows(24, 8, 2)) * len(axis_windows(20, 8, 2)) == n
+    # pass 1 (norm1 measured): only conv1 runs; pass 2 (norm2): conv1, norm1, conv2; then the final pass.
+    assert len(calls) == 3 * n
+    assert calls[n] == {"conv1": n, "conv2": 0, "conv3": 0, "norm2": 0}
+    assert calls[2 * n] == {"conv1": 2 * n, "conv2": n, "conv3": 0, "norm2": 0}
+    assert runs == {"conv1": 3 * n, "conv2": 2 * n, "conv3": n, "norm2": n}
+
+
+def test_tile_statistics_mode_is_checked():
+    with pytest.raises(WetokError, match="tile statistics must be 'image' or 'window', got 'pooled'"):
+        TileSpec(512, 128, "pooled")  # type: ignore[arg-type]
 
 
 def test_one_window_equals_untiled():
@@ -99,25 +140,29 @@ def psnr(a, b):
     return 10 * np.log10(4 / ((a - b) ** 2).mean().item())
 
 
-@pytest.mark.parametrize("config", [TINY, TINY_GD], ids=["plain", "generative"])
-def test_tiled_is_close_to_untiled_and_pooling_helps(config):
+@pytest.mark.parametrize("config, decoded_db", [(TINY, 31.7), (TINY_GD, 27.0)], ids=["plain", "generative"])
+def test_whole_image_statistics_bring_tiles_close_to_untiled(config, decoded_db):
+    """Measured: PSNR(untiled, tiled) of the decoded picture is 31.7 dB (plain) and 27.0 dB
+    (generative) with whole-image statistics, 24.5 and 21.8 dB with per-window ones; what is left
+    are the windows' border effects (a tiny random model's receptive field is large for 16-cell
+    windows)."""
     m = model(config)
     image = to_tensor(np.concatenate([photo(64, 48, 1), photo(64, 48, 2) // 3], 1))  # a bright and a dark half
     f = m.downsample
     latent = m.encode_latent(image)
     tokens = m.codes_to_tokens(latent)
-    spec = TileSpec(16 * f, 4 * f, 100)
-    pooled = encode_latent_tiled(m, image, spec)
-    alone = encode_latent_tiled(m, image, TileSpec(16 * f, 4 * f, 0))
-    assert (pooled - latent).abs().mean() < 0.5 * (alone - latent).abs().mean()
-    assert ((pooled > 0) == (latent > 0)).float().mean() > 0.9
+    whole, alone = TileSpec(16 * f, 4 * f, "image"), TileSpec(16 * f, 4 * f, "window")
+    tiled_latent = encode_latent_tiled(m, image, whole)
+    alone_latent = encode_latent_tiled(m, image, alone)
+    assert (tiled_latent - latent).abs().mean() < 0.4 * (alone_latent - latent).abs().mean()
+    assert ((tiled_latent > 0) == (latent > 0)).float().mean() > 0.95
+    assert torch.equal(encode_tiled(m, image, whole), m.codes_to_tokens(tiled_latent))
     noise = None if not config.generative else torch.randn(1, config.latent_channels, *tokens.shape[1:3])
     untiled = m.decode(tokens, noise=noise)
-    tiled = decode_tiled(m, tokens, spec, noise=noise)
-    tiled_alone = decode_tiled(m, tokens, TileSpec(16 * f, 4 * f, 0), noise=noise)
-    assert psnr(tiled, untiled) > 25
-    assert psnr(tiled, untiled) > psnr(tiled_alone, untiled) + 1
-    assert torch.equal(encode_tiled(m, image, spec), m.codes_to_tokens(pooled))
+    tiled = decode_tiled(m, tokens, whole, noise=noise)
+    tiled_alone = decode_tiled(m, tokens, alone, noise=noise)
+    assert psnr(tiled, untiled) > decoded_db - 1
+    assert psnr(tiled, untiled) > psnr(tiled_alone, untiled) + 4
 
 
 def test_tiling_argument_errors():
@@ -136,7 +181,7 @@ def test_large_images_are_tiled_in_the_codec(monkeypatch):
     loaded = codec.LoadedModel(m, None)  # type: ignore[arg-type]
     prepared = codec.prepare_image(Image.fromarray(photo(64, 64)), codec.SizePolicy(0), 4, "x")
     monkeypatch.setattr(codec, "AUTO_TILE_PIXELS", 32 * 32)
-    spec = TileSpec(32, 8, 4)
+    spec = TileSpec(32, 8, "image")
     (tiled,) = codec.encode_images(loaded, [prepared], codec.SizePolicy(0), spec)
     assert torch.equal(tiled.tokens, encode_tiled(m, prepared.pixels, spec))
     (plain,) = codec.encode_images(loaded, [prepared], codec.SizePolicy(0), None)

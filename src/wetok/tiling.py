@@ -6,24 +6,29 @@ ramps across the overlaps (weights sum to one there), so seams do not show.
 
 Normalisation: every GroupNorm of the untiled network normalises over the whole image; a
 window alone would see only itself, and a dark window would be stretched to the same contrast
-as a bright one. So first a statistics pass runs up to `stats_windows` windows as one batch,
-with every GroupNorm normalising by the statistics pooled over the batch's windows (each
-window contributing its own span of the image, not the parts it shares with a neighbour);
-those pooled statistics are kept, and the final pass normalises each window with them. When
-all windows fit in the statistics batch, the pooled statistics are the whole image's, up to
-the windows' border effects. The decoder's adaptive norms, conditioned on the latent's mean
-and spread, are given the whole latent.
+as a bright one, which costs a trained model several dB. So by default (`stats="image"`) the
+whole image's statistics are measured first, layer by layer, one window at a time: for the
+k-th GroupNorm the forward pass reaches, every window runs up to that layer (the layers before
+it normalising with their already measured whole-image statistics), adds the sum and sum of
+squares of its input over the window's own span (each position of the image counted once),
+and stops there; then the layer's mean and variance are fixed. The final pass normalises every
+window with the fixed statistics, so the tiled result equals the untiled one up to the windows'
+border effects. The decoder's adaptive norms, conditioned on the latent's mean and spread, are
+given the whole latent. `stats="window"` skips the measurement: each window is normalised on its
+own (cheap, and visibly off for a trained model).
 
-Memory: the model sees `stats_windows` windows at once in the statistics pass and one window
-in the final pass; the blended result (latent, or the float image) is accumulated on the CPU.
-`benchmarks/tiling.py` measures peak memory and the difference to untiled processing.
+Cost: with L GroupNorms, measuring takes about L/2 forward passes' worth of compute on top of the
+final pass; memory is that of one window at a time in both. The blended result (latent, or the
+float image) is accumulated on the CPU. `benchmarks/tiling.py` measures peak memory, time and
+the difference to untiled processing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -35,6 +40,8 @@ from .tokenizer import Tokenizer
 Window = tuple[slice, slice]
 """Rows and columns of a window, in token cells."""
 
+STATS_MODES = ("image", "window")
+
 
 @dataclass(frozen=True)
 class TileSpec:
@@ -43,13 +50,17 @@ class TileSpec:
     Attributes:
         tile: window side in pixels (at least 2 cells).
         overlap: overlap between neighbouring windows in pixels (less than half the window).
-        stats_windows: at most this many windows in the statistics pass (0: no statistics
-            pass, each window normalised on its own). Memory grows with it.
+        stats: normalisation statistics: "image", the whole image's, measured window by window
+            (about L/2 extra forward passes for L GroupNorms); "window", each window its own.
     """
 
     tile: int = 512
     overlap: int = 128
-    stats_windows: int = 4
+    stats: Literal["image", "window"] = "image"
+
+    def __post_init__(self) -> None:
+        if self.stats not in STATS_MODES:
+            raise WetokError(f"tile statistics must be 'image' or 'window', got {self.stats!r}")
 
     def cells(self, downsample: int) -> tuple[int, int]:
         """(window, overlap) in token cells for a model with downsample factor `downsample`."""
@@ -80,83 +91,115 @@ def owned_spans(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(len(windows))]
 
 
-def _spread(count: int, keep: int) -> list[int]:
-    """`keep` indices out of range(count), evenly spread, first and last included."""
-    if keep >= count:
-        return list(range(count))
-    if keep == 1:
-        return [count // 2]
-    return sorted({round(i * (count - 1) / (keep - 1)) for i in range(keep)})
+class _Accumulated(Exception):
+    """Raised by the GroupNorm being measured, so that nothing after it runs."""
 
 
-def stats_sample(rows: list[tuple[int, int]], cols: list[tuple[int, int]], limit: int) -> list[tuple[Window, Window]]:
-    """Up to `limit` (window, own span) pairs spread over the grid of windows, for the statistics
-    pass. Spans are relative to their window."""
-    own_rows, own_cols = owned_spans(rows), owned_spans(cols)
-    keep_r = max(1, min(len(rows), int((limit * len(rows) / len(cols)) ** 0.5)))
-    keep_c = max(1, min(len(cols), limit // keep_r))
-    picked = []
-    for i in _spread(len(rows), keep_r):
-        for j in _spread(len(cols), keep_c):
-            (r0, r1), (o0, o1) = rows[i], own_rows[i]
-            (c0, c1), (p0, p1) = cols[j], own_cols[j]
-            picked.append(((slice(r0, r1), slice(c0, c1)), (slice(o0 - r0, o1 - r0), slice(p0 - c0, p1 - c0))))
-    return picked
+class WholeImageGroupNorm:
+    """Gives every `nn.GroupNorm` of a network the statistics of the whole image, measured one
+    window at a time (see `measure_statistics`).
 
-
-class PooledGroupNorm:
-    """Replaces the statistics of every `nn.GroupNorm` in a network while active.
-
-    Pooling (`pool(spans)` before a batched forward): each GroupNorm computes, per group, the
-    mean and (biased) variance of its input over the given span of every batch item together,
-    normalises the whole batch with them, and keeps them. Fixed (after `fix()`): each
-    GroupNorm normalises with the kept statistics. Spans are in token cells relative to the
-    window; a layer's resolution per cell is read off its input's size.
+    While `active(network)`: a GroupNorm with fixed statistics normalises with them (per group,
+    mean and biased variance, then its own affine if any). The first GroupNorm a forward pass
+    reaches without fixed statistics is the one being measured: it adds the float64 sum and sum
+    of squares per group of its input over the window's own span (set by `window`, in token
+    cells relative to the window; a layer's resolution per cell is read off its input's size)
+    and raises `_Accumulated`, so no later layer runs. `fix()` turns the sums into that layer's
+    statistics. Layers are measured in the order the forward pass reaches them.
     """
 
     def __init__(self) -> None:
         self.stats: dict[nn.GroupNorm, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.spans: list[Window] | None = None
+        self.layers = 0
+        self.measuring: nn.GroupNorm | None = None
+        self.sums: tuple[torch.Tensor, torch.Tensor, int] | None = None
+        self.span: Window = (slice(0, 1), slice(0, 1))
         self.window_cells: tuple[int, int] = (1, 1)
 
-    def pool(self, spans: list[Window], window_cells: tuple[int, int]) -> None:
-        self.spans, self.window_cells = spans, window_cells
+    @property
+    def complete(self) -> bool:
+        """Every hooked GroupNorm has fixed statistics."""
+        return len(self.stats) == self.layers
+
+    def window(self, span: Window, window_cells: tuple[int, int]) -> None:
+        """The next forward pass is one window of `window_cells` (rows, cols) cells, owning `span`."""
+        self.span, self.window_cells = span, window_cells
 
     def fix(self) -> None:
-        self.spans = None
+        """Fix the measured layer's mean and biased variance (float32, per group)."""
+        if self.measuring is None or self.sums is None:
+            raise RuntimeError("no GroupNorm is being measured")
+        total, squares, count = self.sums
+        mean = total / count
+        self.stats[self.measuring] = (mean.float(), (squares / count - mean * mean).clamp_min(0).float())
+        self.measuring, self.sums = None, None
 
-    def _hook(self, module: nn.GroupNorm, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+    def _measure(self, module: nn.GroupNorm, args: tuple[torch.Tensor, ...]) -> None:
+        if module in self.stats:
+            return
+        if self.measuring is None:
+            self.measuring = module
+        elif module is not self.measuring:
+            raise RuntimeError("windows reached the GroupNorm layers in different orders")
         x = args[0]
-        b, c, h, w = x.shape
-        grouped = x.view(b, module.num_groups, c // module.num_groups, h, w)
-        if self.spans is not None:
-            sy, sx = h // self.window_cells[0], w // self.window_cells[1]
-            total = torch.zeros(module.num_groups, dtype=torch.float64, device=x.device)
-            squares = torch.zeros_like(total)
-            count = 0
-            for item, (rows, cols) in enumerate(self.spans):
-                part = grouped[item, :, :, rows.start * sy : rows.stop * sy, cols.start * sx : cols.stop * sx].double()
-                total += part.sum((1, 2, 3))
-                squares += (part * part).sum((1, 2, 3))
-                count += part[0].numel()
-            mean = total / count
-            self.stats[module] = (mean.float(), (squares / count - mean * mean).clamp_min(0).float())
-        if module not in self.stats:
-            return output
-        mean, var = (t.to(x.device, x.dtype)[None, :, None, None, None] for t in self.stats[module])
-        out = ((grouped - mean) * torch.rsqrt(var + module.eps)).view(b, c, h, w)
+        b, _, h, w = x.shape
+        sy, sx = h // self.window_cells[0], w // self.window_cells[1]
+        rows, cols = self.span
+        part = x[:, :, rows.start * sy : rows.stop * sy, cols.start * sx : cols.stop * sx].double()
+        part = part.reshape(b, module.num_groups, -1).transpose(0, 1).reshape(module.num_groups, -1)
+        if self.sums is None:
+            zeros = torch.zeros(module.num_groups, dtype=torch.float64, device=x.device)
+            self.sums = (zeros, zeros.clone(), 0)
+        total, squares, count = self.sums
+        self.sums = (total + part.sum(1), squares + (part * part).sum(1), count + part.shape[1])
+        raise _Accumulated
+
+    def _normalise(self, module: nn.GroupNorm, args: tuple[torch.Tensor, ...], _output: torch.Tensor) -> torch.Tensor:
+        x = args[0]
+        per_group = x.shape[1] // module.num_groups
+        mean, var = (t.to(x.device).repeat_interleave(per_group) for t in self.stats[module])
+        scale = torch.rsqrt(var + module.eps)
+        shift = -mean * scale
         if module.affine:
-            out = out * module.weight[None, :, None, None] + module.bias[None, :, None, None]
-        return out
+            scale, shift = scale * module.weight.float(), shift * module.weight.float() + module.bias.float()
+        return x * scale.to(x.dtype)[None, :, None, None] + shift.to(x.dtype)[None, :, None, None]
 
     @contextmanager
     def active(self, network: nn.Module) -> Iterator[None]:
-        handles = [m.register_forward_hook(self._hook) for m in network.modules() if isinstance(m, nn.GroupNorm)]
+        norms = [m for m in network.modules() if isinstance(m, nn.GroupNorm)]
+        self.layers = len(norms)
+        handles = [m.register_forward_pre_hook(self._measure) for m in norms]
+        handles += [m.register_forward_hook(self._normalise) for m in norms]
         try:
             yield
         finally:
             for handle in handles:
                 handle.remove()
+
+
+def measure_statistics(
+    fn: Callable[[list[Window]], torch.Tensor],
+    windows: list[tuple[Window, Window]],
+    window_cells: tuple[int, int],
+    norms: WholeImageGroupNorm,
+) -> None:
+    """Fix the whole-image statistics of every GroupNorm `fn` reaches, layer by layer.
+
+    `windows` holds (window, own span relative to the window) pairs whose spans partition the
+    image; `norms` must be active on the network `fn` runs. Each pass runs every window, one at
+    a time, up to the next layer without statistics, then fixes that layer's.
+    """
+    while not norms.complete:
+        for window, span in windows:
+            norms.window(span, window_cells)
+            try:
+                fn([window])
+            except _Accumulated:
+                continue
+            if norms.measuring is not None:
+                raise RuntimeError("a window ran through while a GroupNorm was being measured")
+            return  # the forward pass reached no layer without statistics (the rest are unused)
+        norms.fix()
 
 
 def _ramp(start: int, stop: int, length: int, overlap: int, scale: int) -> torch.Tensor:
@@ -182,26 +225,27 @@ def run_tiled(
     out_channels: int,
     *,
     network: nn.Module | None = None,
-    stats_windows: int = 0,
 ) -> torch.Tensor:
     """Blend `fn` over windows of a `grid` (h, w) of token cells.
 
     `fn(windows)` gets a list of windows (slices in cells, all of one size) and returns their
-    outputs as a batch (len, out_channels, rows*out_scale, cols*out_scale). Returns the blended
-    float32 (1, out_channels, h*out_scale, w*out_scale) on the CPU. With `network` (the module
-    `fn` runs) and `stats_windows` > 0, a statistics pass first pools the GroupNorm statistics
-    of up to `stats_windows` windows (`PooledGroupNorm`), and the final pass uses them.
+    outputs as a batch (len, out_channels, rows*out_scale, cols*out_scale); it is called with
+    one window at a time. Returns the blended float32 (1, out_channels, h*out_scale,
+    w*out_scale) on the CPU. With `network` (the module `fn` runs), its GroupNorms normalise
+    with the whole image's statistics (`measure_statistics` first); without, each window is
+    normalised on its own.
     """
     h, w = grid
     rows, cols = axis_windows(h, window, overlap), axis_windows(w, window, overlap)
-    pooled = PooledGroupNorm()
-    with pooled.active(network) if network is not None and stats_windows > 0 else _nothing():
-        if network is not None and stats_windows > 0:
-            sample = stats_sample(rows, cols, stats_windows)
-            (r, c), _ = sample[0]
-            pooled.pool([span for _, span in sample], (r.stop - r.start, c.stop - c.start))
-            fn([win for win, _ in sample])
-            pooled.fix()
+    norms = WholeImageGroupNorm()
+    with norms.active(network) if network is not None else nullcontext():
+        if network is not None:
+            spans = [
+                ((slice(r0, r1), slice(c0, c1)), (slice(o0 - r0, o1 - r0), slice(p0 - c0, p1 - c0)))
+                for (r0, r1), (o0, o1) in zip(rows, owned_spans(rows))
+                for (c0, c1), (p0, p1) in zip(cols, owned_spans(cols))
+            ]
+            measure_statistics(fn, spans, (rows[0][1] - rows[0][0], cols[0][1] - cols[0][0]), norms)
         out = torch.zeros(1, out_channels, h * out_scale, w * out_scale)
         total = torch.zeros(h * out_scale, w * out_scale)
         for r0, r1 in rows:
@@ -216,13 +260,9 @@ def run_tiled(
     return out / total
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
-def _check_spec(model: Tokenizer, spec: TileSpec) -> tuple[int, int]:
-    return spec.cells(model.downsample)
+def _whole_image(spec: TileSpec, network: nn.Module) -> nn.Module | None:
+    """The network whose GroupNorms take whole-image statistics, or None for per-window ones."""
+    return network if spec.stats == "image" else None
 
 
 @torch.no_grad()
@@ -232,7 +272,7 @@ def encode_latent_tiled(model: Tokenizer, image: torch.Tensor, spec: TileSpec = 
     f = model.downsample
     if image.dim() != 4 or image.shape[0] != 1 or image.shape[-2] % f or image.shape[-1] % f:
         raise WetokError(f"tiled encoding takes one image (1, 3, H, W) with H, W multiples of {f}, got {tuple(image.shape)}")
-    window, overlap = _check_spec(model, spec)
+    window, overlap = spec.cells(f)
 
     def encode(windows: list[Window]) -> torch.Tensor:
         tiles = [image[:, :, r.start * f : r.stop * f, c.start * f : c.stop * f] for r, c in windows]
@@ -240,7 +280,7 @@ def encode_latent_tiled(model: Tokenizer, image: torch.Tensor, spec: TileSpec = 
 
     grid = (image.shape[-2] // f, image.shape[-1] // f)
     return run_tiled(
-        encode, grid, window, overlap, 1, model.config.latent_channels, network=model.encoder, stats_windows=spec.stats_windows
+        encode, grid, window, overlap, 1, model.config.latent_channels, network=_whole_image(spec, model.encoder)
     )
 
 
@@ -278,7 +318,7 @@ def decode_tiled(
         raise WetokError(f"tiled decoding takes one image's tokens (1, h, w, G), got {tuple(tokens.shape)}")
     if model.config.generative and noise is None:
         raise WetokError("the generative decoder needs noise for tiled decoding")
-    window, overlap = _check_spec(model, spec)
+    window, overlap = spec.cells(model.downsample)
     codes = model.tokens_to_codes(tokens)
 
     def decode(windows: list[Window]) -> torch.Tensor:
@@ -289,6 +329,6 @@ def decode_tiled(
     with _whole_latent_style(model, codes):
         image = run_tiled(
             decode, tuple(codes.shape[-2:]), window, overlap, model.downsample, model.config.out_channels,
-            network=model.decoder, stats_windows=spec.stats_windows,
+            network=_whole_image(spec, model.decoder),
         )
     return image.clamp(-1, 1)

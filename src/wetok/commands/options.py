@@ -12,7 +12,7 @@ from ..config import PRESETS
 from ..errors import WetokError
 from ..images import DEFAULT_MAX_PIXELS
 from ..pipeline import RunOptions
-from ..tiling import TileSpec
+from ..tiling import STATS_MODES, TileSpec
 
 
 def add_inputs(parser: argparse.ArgumentParser, what: str) -> None:
@@ -53,8 +53,10 @@ def add_run(parser: argparse.ArgumentParser, *, decodes: bool) -> None:
     group.add_argument("--tile", type=int, default=512, metavar="PX",
                        help="process images over 1 megapixel in overlapping PX-pixel tiles (default 512; 0: never)")
     group.add_argument("--tile-overlap", type=int, default=128, metavar="PX", help="tile overlap in pixels (default 128)")
-    group.add_argument("--tile-stats", type=int, default=4, metavar="N",
-                       help="tiles run together to measure whole-image normalisation statistics (default 4; 0: each tile alone)")
+    group.add_argument("--tile-stats", choices=STATS_MODES, default="image",
+                       help="tile normalisation: image (default) uses the whole image's statistics, as untiled processing, "
+                       "measured a tile at a time (extra compute: about L/2 forward passes for a network with L GroupNorms; "
+                       "memory: one tile); window normalises each tile on its own (no extra passes; less faithful)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal anyway)")
 
 
@@ -78,8 +80,8 @@ def size_policy(args: argparse.Namespace) -> SizePolicy:
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
-    if args.tile < 0 or args.tile_overlap < 0 or args.tile_stats < 0:
-        raise WetokError("--tile, --tile-overlap and --tile-stats must not be negative")
+    if args.tile < 0 or args.tile_overlap < 0:
+        raise WetokError("--tile and --tile-overlap must not be negative")
     tile = TileSpec(args.tile, args.tile_overlap, args.tile_stats) if args.tile else None
     progress = False if args.no_progress else None
     return RunOptions(args.batch_size, getattr(args, "seed", 0), tile, progress)
