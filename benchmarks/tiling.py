@@ -1,14 +1,17 @@
 """Tiled versus untiled encoding and decoding: peak memory, time, and how close the results are.
 
     .venv/bin/python benchmarks/tiling.py                               # fixture tiny_d16, 1024 px
+    .venv/bin/python benchmarks/tiling.py --model runs/default/model --threads 1   # a trained model folder
     .venv/bin/python benchmarks/tiling.py --model imagenet-d16 --size 4096 --no-untiled --device cuda
     .venv/bin/python benchmarks/tiling.py --model imagenet-d16 --probe 1    # memory of one 512 px window
 
 The picture is a 2x2 mosaic of scikit-image's bundled photos (astronaut, coffee, chelsea,
 rocket), so the windows see different content. `--model` is a fixture case (tiny_d16,
-tiny_d8_g8, tiny_gd_d32: the reference checkpoints in ../shared, EMA weights) or a preset name
-(its architecture with random weights: no released weights are available here). The output
-says which. Reports, for each way: peak resident memory of this process (CPU; reset before each
+tiny_d8_g8, tiny_gd_d32: the reference checkpoints in ../shared, EMA weights), a model file or
+folder (`wetok.load`, e.g. trained weights), or a preset name (its architecture with random
+weights: no released weights are available here). The output says which. `--stats` picks the
+tiled normalisation modes to compare: image (whole-image statistics measured window by window)
+and window (each window on its own). Reports, for each way: peak resident memory of this process (CPU; reset before each
 run through /proc/self/clear_refs) or peak CUDA memory, wall time, PSNR of the reconstruction to
 the original; then the PSNR difference, the PSNR between the two reconstructions and the share
 of equal tokens.
@@ -26,7 +29,7 @@ from PIL import Image
 
 import wetok
 from wetok.images import to_tensor
-from wetok.tiling import TileSpec, decode_tiled, encode_tiled
+from wetok.tiling import STATS_MODES, TileSpec, decode_tiled, encode_tiled
 from wetok.tokenizer import Tokenizer
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "reference"
@@ -49,6 +52,8 @@ def load_model(name: str, device: str) -> tuple[Tokenizer, str]:
             raise SystemExit(f"fixture checkpoint {REFERENCE / name}.ckpt not found")
         model = wetok.load(REFERENCE / f"{name}.ckpt", config=REFERENCE / f"{name}.yaml", device=device)
         return model, f"{name}: fixture checkpoint (random weights of the original code, EMA)"
+    if Path(name).exists():
+        return wetok.load(name, device=device), f"{name} (trained weights)"
     config = wetok.get_preset(name)
     torch.manual_seed(0)
     model = Tokenizer(config).to(device).eval()
@@ -120,11 +125,13 @@ def probe(model: Tokenizer, what: str, batch: int, tile: int, device: str) -> No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny_d16", help=f"fixture case ({', '.join(FIXTURES)}) or preset name (random weights)")
+    parser.add_argument("--model", default="tiny_d16",
+                        help=f"fixture case ({', '.join(FIXTURES)}), model file or folder, or preset name (random weights)")
     parser.add_argument("--size", type=int, default=1024, help="image side in pixels (default 1024)")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=128)
-    parser.add_argument("--stats-windows", type=int, nargs="+", default=[0, 4, 16], help="values to compare (default 0 4 16)")
+    parser.add_argument("--stats", choices=STATS_MODES, nargs="+", default=list(STATS_MODES),
+                        help="tiled normalisation modes to compare (default: image window)")
     parser.add_argument("--no-untiled", action="store_true", help="skip the untiled run (too large to fit)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
@@ -145,13 +152,13 @@ def main() -> None:
     print(f"model: {what}; {model.config.describe()}")
     print(f"image: {size}x{size} mosaic of scikit-image photos; tile {args.tile}px, overlap {args.overlap}px; device {args.device}")
     # Tiled runs first: memory an untiled run frees may stay mapped and raise later peaks.
-    tiled = [(stats, run(model, image, TileSpec(args.tile, args.overlap, stats), args.device, 0)) for stats in args.stats_windows]
+    tiled = [(stats, run(model, image, TileSpec(args.tile, args.overlap, stats), args.device, 0)) for stats in args.stats]
     base = run(model, image, None, args.device, 0) if not args.no_untiled else None
     if base is not None:
         print(f"untiled                  peak {base['peak']:6.2f} GiB  {base['seconds']:7.1f} s  PSNR to original {psnr(base['recon'], image):6.2f} dB")
     for stats, res in tiled:
         line = (
-            f"tiled, {stats:2d} stats windows   peak {res['peak']:6.2f} GiB  {res['seconds']:7.1f} s  "
+            f"tiled, {stats + ' stats':15s}   peak {res['peak']:6.2f} GiB  {res['seconds']:7.1f} s  "
             f"PSNR to original {psnr(res['recon'], image):6.2f} dB"
         )
         if base is not None:
