@@ -427,10 +427,18 @@ def evaluate(
     start = time.perf_counter()
     device = resolve_device(device)
     rank, world, started = _init_distributed(device)
+    finished = False
     try:
-        return _evaluate(model, config, networks, device, rank, world, model_source, start)
+        result = _evaluate(model, config, networks, device, rank, world, model_source, start)
+        finished = True
+        return result
     finally:
         if started:
+            # After a normal end every process waits for the others before gloo/nccl is torn
+            # down (tearing it down under a peer still finishing a collective aborts that peer);
+            # after an error nobody waits, since a peer may never arrive.
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
 
 
