@@ -18,6 +18,7 @@ from PIL import Image
 
 import wetok
 from cli_helpers import CASES, TINY, TINY_GD, listing, make_model_dir, require_reference, write_photo
+from wetok import TokenizerConfig
 from wetok.cli import build_parser, main
 from wetok.commands.options import run_options
 from wetok.images import to_pil
@@ -285,6 +286,27 @@ def test_no_model_given_says_there_is_no_default_yet(tmp_path, capsys, no_defaul
     assert code == 2
     assert "no model given, and this wetok build has no default model yet" in one_error_line(err)
     assert listing(tmp_path) == ["a.png"]
+
+
+def test_token_files_of_the_default_model_decode_with_it(tmp_path, capsys, monkeypatch):
+    import wetok.loader
+
+    monkeypatch.setattr(wetok.loader, "DEFAULT_MODEL_DIR", tmp_path / "bundled")
+    make_model_dir(tmp_path / "bundled")  # stands in for the package's default model
+    work = tmp_path / "work"
+    image = write_photo(work / "a.png", 24, 32)
+    assert cli(capsys, "encode", image, "-o", work / "a.wtok", "--size", "16")[0] == 0
+    code, _, err = cli(capsys, "decode", work / "a.wtok", "-o", work / "a_dec.png")
+    assert code == 0, err
+    assert cli(capsys, "decode", work / "a.wtok", "-o", work / "a_ckpt.png", "--ckpt", tmp_path / "bundled")[0] == 0
+    decoded = np.asarray(Image.open(work / "a_dec.png"))
+    assert decoded.shape == (16, 16, 3) and np.array_equal(decoded, np.asarray(Image.open(work / "a_ckpt.png")))
+    # A later build whose default model has another architecture says so instead of decoding.
+    shutil.rmtree(tmp_path / "bundled")
+    make_model_dir(tmp_path / "bundled", TokenizerConfig(channels=32, channel_mult=(1, 1, 2), num_res_blocks=1, latent_channels=12, groups=3))
+    code, _, err = cli(capsys, "decode", work / "a.wtok", "-o", work / "b.png")
+    assert code == 2 and "different architecture" in one_error_line(err)
+    assert not (work / "b.png").exists()
 
 
 def test_usage_errors_exit_2(capsys):

@@ -32,6 +32,9 @@ from .transforms import resize_shorter_center_crop, stretch_resize
 AUTO_TILE_PIXELS = 1024 * 1024
 """Images (padded) above this many pixels are processed in tiles unless tiling is turned off."""
 
+DEFAULT_MODEL_NAME = "default_model"
+"""The weights name token files record for the bundled default model."""
+
 
 # ---- which model ------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def load_model(choice: ModelChoice) -> LoadedModel:
             f"pass --preset NAME ({', '.join(PRESETS)}) or --ckpt FILE [--config YAML]"
         )
     model = load(None, device=choice.device)
-    return LoadedModel(model, identity_of(model.config, weights_file="default_model", weights="saved"))
+    return LoadedModel(model, identity_of(model.config, weights_file=DEFAULT_MODEL_NAME, weights="saved"))
 
 
 def open_tokens(path: Path, choice: ModelChoice, cache: ModelCache) -> tuple[LoadedModel, TokenSet]:
@@ -150,6 +153,8 @@ def _choice_from_file(ident: ModelIdentity | None, hint: dict[str, str], choice:
         return ModelChoice(ckpt=str(ckpt), config=usable, weights=weights, **base)  # type: ignore[arg-type]
     if ident and ident.preset in PRESETS:
         return ModelChoice(preset=ident.preset, weights=weights, **base)  # type: ignore[arg-type]
+    if ident and ident.weights_file == DEFAULT_MODEL_NAME and default_model_available():
+        return choice  # no model given: the bundled default model (its architecture is checked next)
     if ident and ident.weights_file:
         for folder in (Path(source).parent, Path.cwd()):
             candidate = folder / ident.weights_file
