@@ -324,6 +324,7 @@ def test_tile_stats_choose_the_tiled_normalisation(capsys):
     assert tile() == TileSpec(512, 128, "image")
     assert tile("--tile-stats", "window", "--tile", "256") == TileSpec(256, 128, "window")
     assert tile("--tile", "0") is None
+    assert tile("--no-progress") == TileSpec(512, 128, "image", progress=False)
     assert main(["encode", "--tile-stats", "4"]) == 2
     assert "argument --tile-stats: invalid choice: '4'" in capsys.readouterr().err
 

@@ -11,7 +11,7 @@ from torch import nn
 
 import wetok.codec as codec
 from cli_helpers import TINY, TINY_GD, photo
-from wetok import Tokenizer
+from wetok import Tokenizer, TokenizerConfig
 from wetok.errors import WetokError
 from wetok.images import to_tensor
 from wetok.tiling import (
@@ -188,3 +188,16 @@ def test_large_images_are_tiled_in_the_codec(monkeypatch):
     assert torch.equal(plain.tokens, m.encode(prepared.pixels))
     pictures = codec.decode_tokens(m, tiled, tile=spec)
     assert torch.equal(pictures, decode_tiled(m, tiled.tokens, spec))
+
+
+def test_statistics_passes_show_a_progress_bar_when_asked(capsys):
+    torch.manual_seed(0)
+    model = Tokenizer(TokenizerConfig(channels=32, channel_mult=(1, 2), num_res_blocks=1, latent_channels=8, groups=2)).eval()
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    quiet = encode_tiled(model, image, TileSpec(16, 4, progress=False))
+    assert "tile statistics" not in capsys.readouterr().err
+    shown = encode_tiled(model, image, TileSpec(16, 4, progress=True))
+    err = capsys.readouterr().err
+    layers = sum(isinstance(m, torch.nn.GroupNorm) for m in model.encoder.modules())
+    assert "tile statistics" in err and f"0/{layers} " in err  # one step per GroupNorm layer
+    assert torch.equal(quiet, shown)

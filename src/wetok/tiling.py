@@ -28,6 +28,7 @@ the difference to untiled processing.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from .errors import WetokError
 from .nn.blocks import AdaptiveGroupNorm
@@ -56,11 +58,14 @@ class TileSpec:
         stats: normalisation statistics: "image", the whole image's, measured window by window
             (about L/2 extra forward passes for L GroupNorms, see the module's docstring);
             "window", each window its own (no extra passes, less faithful).
+        progress: a progress bar (stderr) over the statistics passes: True, False, or None for
+            on a terminal only.
     """
 
     tile: int = 512
     overlap: int = 128
     stats: Literal["image", "window"] = "image"
+    progress: bool | None = None
 
     def __post_init__(self) -> None:
         if self.stats not in STATS_MODES:
@@ -189,24 +194,30 @@ def measure_statistics(
     windows: list[tuple[Window, Window]],
     window_cells: tuple[int, int],
     norms: WholeImageGroupNorm,
+    *,
+    progress: bool | None = False,
 ) -> None:
     """Fix the whole-image statistics of every GroupNorm `fn` reaches, layer by layer.
 
     `windows` holds (window, own span relative to the window) pairs whose spans partition the
     image; `norms` must be active on the network `fn` runs. Each pass runs every window, one at
-    a time, up to the next layer without statistics, then fixes that layer's.
+    a time, up to the next layer without statistics, then fixes that layer's. `progress`: a bar
+    over the passes on stderr (None: on a terminal only).
     """
-    while not norms.complete:
-        for window, span in windows:
-            norms.window(span, window_cells)
-            try:
-                fn([window])
-            except _Accumulated:
-                continue
-            if norms.measuring is not None:
-                raise RuntimeError("a window ran through while a GroupNorm was being measured")
-            return  # the forward pass reached no layer without statistics (the rest are unused)
-        norms.fix()
+    disable = (not sys.stderr.isatty()) if progress is None else not progress
+    with tqdm(total=norms.layers, desc="tile statistics", unit="layer", leave=False, disable=disable, file=sys.stderr) as bar:
+        while not norms.complete:
+            for window, span in windows:
+                norms.window(span, window_cells)
+                try:
+                    fn([window])
+                except _Accumulated:
+                    continue
+                if norms.measuring is not None:
+                    raise RuntimeError("a window ran through while a GroupNorm was being measured")
+                return  # the forward pass reached no layer without statistics (the rest are unused)
+            norms.fix()
+            bar.update()
 
 
 def _ramp(start: int, stop: int, length: int, overlap: int, scale: int) -> torch.Tensor:
@@ -232,6 +243,7 @@ def run_tiled(
     out_channels: int,
     *,
     network: nn.Module | None = None,
+    progress: bool | None = False,
 ) -> torch.Tensor:
     """Blend `fn` over windows of a `grid` (h, w) of token cells.
 
@@ -240,7 +252,7 @@ def run_tiled(
     one window at a time. Returns the blended float32 (1, out_channels, h*out_scale,
     w*out_scale) on the CPU. With `network` (the module `fn` runs), its GroupNorms normalise
     with the whole image's statistics (`measure_statistics` first); without, each window is
-    normalised on its own.
+    normalised on its own. `progress`: a bar over the statistics passes (None: on a terminal).
     """
     h, w = grid
     rows, cols = axis_windows(h, window, overlap), axis_windows(w, window, overlap)
@@ -252,7 +264,7 @@ def run_tiled(
                 for (r0, r1), (o0, o1) in zip(rows, owned_spans(rows))
                 for (c0, c1), (p0, p1) in zip(cols, owned_spans(cols))
             ]
-            measure_statistics(fn, spans, (rows[0][1] - rows[0][0], cols[0][1] - cols[0][0]), norms)
+            measure_statistics(fn, spans, (rows[0][1] - rows[0][0], cols[0][1] - cols[0][0]), norms, progress=progress)
         out = torch.zeros(1, out_channels, h * out_scale, w * out_scale)
         total = torch.zeros(h * out_scale, w * out_scale)
         for r0, r1 in rows:
@@ -287,7 +299,8 @@ def encode_latent_tiled(model: Tokenizer, image: torch.Tensor, spec: TileSpec = 
 
     grid = (image.shape[-2] // f, image.shape[-1] // f)
     return run_tiled(
-        encode, grid, window, overlap, 1, model.config.latent_channels, network=_whole_image(spec, model.encoder)
+        encode, grid, window, overlap, 1, model.config.latent_channels, network=_whole_image(spec, model.encoder),
+        progress=spec.progress,
     )
 
 
@@ -336,6 +349,6 @@ def decode_tiled(
     with _whole_latent_style(model, codes):
         image = run_tiled(
             decode, tuple(codes.shape[-2:]), window, overlap, model.downsample, model.config.out_channels,
-            network=_whole_image(spec, model.decoder),
+            network=_whole_image(spec, model.decoder), progress=spec.progress,
         )
     return image.clamp(-1, 1)

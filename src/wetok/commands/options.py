@@ -82,8 +82,8 @@ def size_policy(args: argparse.Namespace) -> SizePolicy:
 def run_options(args: argparse.Namespace) -> RunOptions:
     if args.tile < 0 or args.tile_overlap < 0:
         raise WetokError("--tile and --tile-overlap must not be negative")
-    tile = TileSpec(args.tile, args.tile_overlap, args.tile_stats) if args.tile else None
     progress = False if args.no_progress else None
+    tile = TileSpec(args.tile, args.tile_overlap, args.tile_stats, progress) if args.tile else None
     return RunOptions(args.batch_size, getattr(args, "seed", 0), tile, progress)
 
 
