@@ -21,7 +21,7 @@ K1, K2 = 0.01, 0.03
 
 def _as_float64(images: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
     """uint8 (B, H, W, 3) or (H, W, 3) -> float64 tensor (B, H, W, 3) on the input's device."""
-    t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    t = torch.from_numpy(np.require(images, requirements=["C", "W"])) if isinstance(images, np.ndarray) else images  # copies read-only views (PIL)
     if t.dtype != torch.uint8:
         raise WetokError(f"{name} must be uint8 images (0..255), got {t.dtype}")
     if t.dim() == 3:
