@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     model, description, trained = pick_model()
     if not trained:
         print(
-            "note: no trained default model is bundled yet (it comes with the training work); this run "
+            f"note: this wetok build has no default model ({wetok.loader.DEFAULT_MODEL_DIR} is missing); this run "
             f"shows the whole pipeline with {description}, so the reconstruction will not resemble the photo.",
             file=sys.stderr,
         )
