@@ -54,6 +54,7 @@ from .metrics.psnr_ssim import WIN_SIZE, psnr, ssim
 from .metrics.usage import TokenUsage
 from .pretrained import locate_weights
 from .tokenizer import Tokenizer, crop, pad_to_multiple
+from .training.distributed import leave_process_group
 from .transforms import resize_shorter_center_crop
 
 if TYPE_CHECKING:  # the Inception network needs torchvision: imported only when rFID is asked for
@@ -434,12 +435,7 @@ def evaluate(
         return result
     finally:
         if started:
-            # After a normal end every process waits for the others before gloo/nccl is torn
-            # down (tearing it down under a peer still finishing a collective aborts that peer);
-            # after an error nobody waits, since a peer may never arrive.
-            if finished:
-                dist.barrier()
-            dist.destroy_process_group()
+            leave_process_group(synchronize=finished)
 
 
 def _evaluate(

@@ -84,9 +84,19 @@ def barrier(info: Distributed) -> None:
         dist.barrier()
 
 
+def leave_process_group(*, synchronize: bool) -> None:
+    """Destroy the default process group; with `synchronize`, first wait for every process.
+
+    Pass `synchronize=True` after a normal end: tearing gloo/nccl down under a peer that is still
+    finishing a collective aborts that peer ("terminate called without an active exception").
+    After an error pass False: a peer may never arrive at the barrier.
+    """
+    if synchronize:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def shutdown(info: Distributed, *, synchronize: bool = True) -> None:
-    """Leave the process group; with `synchronize`, first wait for every process to get here."""
+    """Leave the process group of a training job (see `leave_process_group`)."""
     if info.enabled and dist.is_initialized():
-        if synchronize:
-            dist.barrier()
-        dist.destroy_process_group()
+        leave_process_group(synchronize=synchronize)

@@ -249,10 +249,7 @@ def train(cfg: TrainConfig, data: str | Path, run_dir: str | Path, *, resume: bo
         finished = True
         return status
     finally:
-        # After a normal end every rank waits for the others (rank 0 may still be exporting)
-        # before the process group goes: tearing gloo down under a peer that still uses it can
-        # abort that peer. After an error there is no waiting, since a peer may never arrive.
-        shutdown(info, synchronize=finished)
+        shutdown(info, synchronize=finished)  # after a normal end rank 0 may still be exporting
 
 
 def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Distributed, progress: bool) -> int:
