@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from wetok import Tokenizer, TokenizerConfig
+from wetok.cli import main
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "reference"
 CASES = ("tiny_d16", "tiny_d8_g8", "tiny_gd_d32")
@@ -54,3 +55,10 @@ def write_photo(path: Path, height: int, width: int, seed: int = 0, **save_args)
 def listing(directory: Path) -> list[str]:
     """Every file under `directory` (relative names), hidden ones too: catches left-over temp files."""
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
+
+
+def cli(capsys, *argv: str | Path) -> tuple[int, str, str]:
+    """Run `wetok ARGV` in-process: (exit code, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

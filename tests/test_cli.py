@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import wetok
-from cli_helpers import CASES, TINY, TINY_GD, listing, make_model_dir, require_reference, write_photo
+from cli_helpers import CASES, TINY, TINY_GD, cli, listing, make_model_dir, require_reference, write_photo
 from wetok import TokenizerConfig
 from wetok.cli import build_parser, main
 from wetok.commands.options import run_options
@@ -36,12 +36,6 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def gd_dir(tmp_path_factory) -> Path:
     return make_model_dir(tmp_path_factory.mktemp("model") / "tiny-gd", TINY_GD)
-
-
-def cli(capsys, *argv: str | Path) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def one_error_line(err: str) -> str:

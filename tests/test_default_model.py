@@ -9,23 +9,18 @@ import pytest
 import torch
 
 import wetok
-from wetok.cli import main
 from wetok.images import read_image, to_tensor, to_uint8
 from wetok.loader import DEFAULT_MODEL_DIR
 from wetok.metrics import psnr, ssim
 from wetok.transforms import resize_shorter_center_crop
+
+from cli_helpers import cli
 
 ASSET = DEFAULT_MODEL_DIR.parent / "assets" / "chelsea.png"
 # Measured on the shipped weights (chelsea is held out: never trained on); a retrained model
 # updates these together with its model card.
 CHELSEA_PSNR = 26.404
 CHELSEA_SSIM = 0.6748
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
