@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -61,7 +62,8 @@ def card(model: wetok.Tokenizer, report: dict, full_precision_psnr: float | None
         rows.append(f"| {codec.upper()} (quality searched per image, mean q {b['quality']:.0f}) | {b['bpp']:.3f} | "
                     f"{b['psnr']:.2f} | {b['ssim']:.4f} |")
     per_image = [f"| {r['path']} | {r['psnr']:.2f} | {r['ssim']:.4f} |" for r in report.get("per_image", [])]
-    usage = m.get("usage", {})
+    usage = m["usage"]  # always asked for (main)
+    shares = [g["usage"] for g in usage["groups"]]
     curve_rows = [f"| {c['step']} | {c['psnr']:.2f} | {c['ssim']:.4f} |" if "ssim" in c else f"| {c['step']} | {c['psnr']:.2f} | |"
                   for c in curve]
     precision = ""
@@ -125,8 +127,8 @@ Per image (wetok):
 |---|---|---|
 {chr(10).join(per_image)}
 
-Codebook usage on these images: {usage.get('mean_entropy_bits', float('nan')):.2f} bits of entropy per
-{cfg.bits_per_group}-bit token on average; every group uses {100 * min(g['usage'] for g in usage.get('groups', [{'usage': float('nan')}])):.0f}-{100 * max(g['usage'] for g in usage.get('groups', [{'usage': float('nan')}])):.0f}% of its codes.
+Codebook usage on these images: {usage['mean_entropy_bits']:.2f} bits of entropy per
+{cfg.bits_per_group}-bit token on average; every group uses {100 * min(shares):.0f}-{100 * max(shares):.0f}% of its codes.
 
 ![held-out originals, reconstructions and error maps](../../../docs/images/{GRID.name})
 
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     step = int(found[1]["step"])
     exported = export_latest(args.run)
     full = wetok.load(exported)
-    shipped = full if args.dtype == "float32" else wetok.load(exported).to(getattr(torch, args.dtype))
+    shipped = full if args.dtype == "float32" else copy.deepcopy(full).to(getattr(torch, args.dtype))
     shipped.save(DEFAULT_MODEL_DIR)
     model = wetok.load()  # exactly what users get
     eval_config = EvalConfig(data=args.heldout, metrics=("psnr", "ssim", "usage"), baselines=("jpeg", "webp"),
