@@ -58,12 +58,18 @@ def test_resume_reproduces_losses_step_for_step(stage1_run, data, tmp_path):
     assert loop.train(cfg, data, tmp_path, progress=False) == 0
     with pytest.raises(WetokError, match="already holds a run's checkpoints"):
         loop.train(cfg, data, tmp_path, progress=False)
+    # what a run killed after step 3, past its step-2 checkpoint, leaves: lines the resumed run rewrites
+    with (tmp_path / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 3, "train/total": 99.0}\n{"step": 4, "train/tot')
+    (tmp_path / "eval.jsonl").write_text('{"step": 2, "psnr": 10.0}\n{"step": 3, "psnr": 11.0}\n')
     assert loop.train(load_train_config(TINY_CONFIG), data, tmp_path, resume=True, progress=False) == 0
     straight, resumed = read_metrics(stage1_run), read_metrics(tmp_path)
+    assert [m["step"] for m in resumed] == [m["step"] for m in straight] == [1, 2, 3, 4]
     keys = ["train/total", "train/l1", "train/entropy", "train/commitment", "train/gan", "train/disc_total", "train/lecam"]
     for a, b in zip(straight, resumed):
-        assert a["step"] == b["step"]
         assert {k: a.get(k) for k in keys} == {k: b.get(k) for k in keys}
+    assert (tmp_path / "eval.jsonl").read_text() == '{"step": 2, "psnr": 10.0}\n'
+    assert not list(tmp_path.glob(".*.tmp"))
     final_a = read_checkpoint(stage1_run / "checkpoints" / "step-00000004.pt")
     final_b = read_checkpoint(tmp_path / "checkpoints" / "step-00000004.pt")
     for name, value in final_a["model"].items():

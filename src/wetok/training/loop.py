@@ -303,7 +303,7 @@ def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Dist
     )
     say(f"wetok train: {n_sources} source file(s) in {data}")
     heldout = evaluation_images(cfg.eval.folder, cfg.eval.size, cfg.eval.max_images) if cfg.eval.folder and info.main else None
-    reporter = Reporter(run_dir) if info.main else None
+    reporter = Reporter(run_dir, resumed_at=start) if info.main else None
 
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
     autocast = functools.partial(torch.autocast, info.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)

@@ -8,27 +8,56 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..files import atomic_write
 from ..images import to_uint8
 from ..tokenizer import Tokenizer
 
+METRICS_FILE = "metrics.jsonl"  # one JSON line of training scalars per logged step
+EVAL_FILE = "eval.jsonl"  # one JSON line of held-out PSNR / SSIM per evaluation
+
+
+def _drop_after(path: Path, step: int) -> None:
+    """Rewrite the JSON-lines file `path` (atomically) without its lines of steps after `step`,
+    and without a line cut short by a killed process. A missing file is left missing."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line + "\n")
+    atomic_write(path, lambda tmp: tmp.write_text("".join(kept)))
+
 
 class Reporter:
-    """Rank 0's writer of RUN_DIR/logs (TensorBoard), RUN_DIR/samples/*.png and RUN_DIR/eval.jsonl.
-    Without the `tensorboard` package the scalars are skipped (with a note) and the rest still written."""
+    """Rank 0's writer of RUN_DIR/logs (TensorBoard), RUN_DIR/metrics.jsonl, RUN_DIR/eval.jsonl and
+    RUN_DIR/samples/*.png. Without the `tensorboard` package the scalars are skipped (with a note)
+    and the rest still written.
 
-    def __init__(self, run_dir: Path) -> None:
+    `resumed_at`: the step of the checkpoint a resumed run starts from. What an interrupted run
+    logged after that step is dropped (the JSON lines rewritten atomically, TensorBoard events
+    purged), because the resumed run logs those steps again: each step is in the logs once.
+    """
+
+    def __init__(self, run_dir: Path, resumed_at: int = 0) -> None:
         self.run_dir = run_dir
+        if resumed_at:
+            for name in (METRICS_FILE, EVAL_FILE):
+                _drop_after(run_dir / name, resumed_at)
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             print("wetok train: the tensorboard package is missing: no TensorBoard logs (pip install tensorboard)")
             self.writer = None
         else:
-            self.writer = SummaryWriter(str(run_dir / "logs"))
+            self.writer = SummaryWriter(str(run_dir / "logs"), purge_step=resumed_at + 1 if resumed_at else None)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         """TensorBoard scalars, and one JSON line in RUN_DIR/metrics.jsonl (easy to read from a shell)."""
-        with (self.run_dir / "metrics.jsonl").open("a") as fh:
+        with (self.run_dir / METRICS_FILE).open("a") as fh:
             fh.write(json.dumps({"step": step, **values}) + "\n")
         if self.writer is not None:
             for name, value in values.items():
@@ -49,7 +78,7 @@ class Reporter:
         return path
 
     def evaluation(self, step: int, values: dict[str, float]) -> None:
-        with (self.run_dir / "eval.jsonl").open("a") as fh:
+        with (self.run_dir / EVAL_FILE).open("a") as fh:
             fh.write(json.dumps({"step": step, **values}) + "\n")
         if self.writer is not None:
             for name, value in values.items():
