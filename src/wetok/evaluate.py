@@ -54,7 +54,7 @@ from .metrics.psnr_ssim import WIN_SIZE, psnr, ssim
 from .metrics.usage import TokenUsage
 from .pretrained import locate_weights
 from .tokenizer import Tokenizer, crop, pad_to_multiple
-from .training.distributed import leave_process_group
+from .training.distributed import join_process_group, leave_process_group
 from .transforms import resize_shorter_center_crop
 
 if TYPE_CHECKING:  # the Inception network needs torchvision: imported only when rFID is asked for
@@ -363,15 +363,12 @@ class _Accumulator:
 
 # ---- distributed plumbing -----------------------------------------------------------------------
 def _init_distributed(device: torch.device) -> tuple[int, int, bool]:
-    """(rank, world size, whether this call started the process group). Under torchrun
-    (WORLD_SIZE > 1) a group is started: nccl on CUDA, gloo otherwise."""
+    """(rank, world size, whether this call started the process group): under torchrun a group is
+    joined (`training.distributed.join_process_group`); a group the caller started is used as it is."""
+    started = join_process_group(device)
     if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, False
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size(), True
+        return dist.get_rank(), dist.get_world_size(), started
+    return 0, 1, started
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -47,9 +47,17 @@ def init_distributed(device: str = "auto") -> Distributed:
         dev = torch.device("cuda", local_rank)
     else:
         dev = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+    join_process_group(dev)
     return Distributed(rank=rank, world=world, local_rank=local_rank, device=dev)
+
+
+def join_process_group(device: torch.device) -> bool:
+    """Start the default process group under torchrun (WORLD_SIZE > 1) unless one exists already:
+    nccl for a CUDA `device`, gloo otherwise. True when this call started it (and so should leave it)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return True
 
 
 def all_reduce_max(values: list[float], info: Distributed) -> list[float]:
