@@ -202,3 +202,31 @@ def test_preset_from_offline_hub_cache(tmp_path, reference):
     assert lines[0] == "tiny-d16 torch.Size([1, 2, 2, 4])"
     assert lines[1].startswith("ERROR released weights for imagenet-d16 (GrayShine/WeTok/ImageNet/downsample16/WeTok.ckpt)")
     assert "huggingface-cli download GrayShine/WeTok ImageNet/downsample16/WeTok.ckpt" in lines[1]
+
+
+def test_preset_without_network_fails_at_once(tmp_path, monkeypatch):
+    """No cache and a Hub host that does not resolve: a clear error without huggingface_hub's
+    retries (which wait about 25 s on a machine without network)."""
+    import socket
+
+    import huggingface_hub
+
+    from wetok.hub import hub_weights_path
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_download)
+    with pytest.raises(wetok.WeightsNotFoundError) as info:
+        hub_weights_path(wetok.PRESETS["imagenet-d16"])
+    message = str(info.value)
+    assert "cannot resolve huggingface.co: Name or service not known" in message
+    assert "huggingface-cli download GrayShine/WeTok ImageNet/downsample16/WeTok.ckpt" in message
