@@ -13,6 +13,7 @@ from wetok.losses import (
     adaptive_gan_weight,
     hinge_discriminator_loss,
     l1_loss,
+    l2_loss,
     non_saturating_generator_loss,
 )
 
@@ -21,6 +22,12 @@ def test_l1_is_mean_absolute_difference():
     a = torch.tensor([[[[0.0, 1.0], [-1.0, 0.5]]]])
     b = torch.tensor([[[[0.5, 1.0], [1.0, 0.0]]]])
     assert l1_loss(a, b).item() == pytest.approx((0.5 + 0 + 2 + 0.5) / 4)
+
+
+def test_l2_is_mean_squared_difference():
+    a = torch.tensor([[[[0.0, 1.0], [-1.0, 0.5]]]])
+    b = torch.tensor([[[[0.5, 1.0], [1.0, 0.0]]]])
+    assert l2_loss(a, b).item() == pytest.approx((0.25 + 0 + 4 + 0.25) / 4)
 
 
 def test_hinge_loss_by_hand():

@@ -174,6 +174,15 @@ def test_perceptual_term_with_random_lpips_weights(data, tmp_path, monkeypatch):
         m["train/l1"] + m["train/perceptual"] + 0.1 * m["train/entropy"] + 0.25 * m["train/commitment"], rel=1e-5)
 
 
+def test_squared_error_term(data, tmp_path):
+    cfg = load_train_config(TINY_CONFIG, ["loss.l2_weight=2.5", "loss.l1_weight=0.5", "train.steps=1"])
+    assert loop.train(cfg, data, tmp_path, progress=False) == 0
+    m = read_metrics(tmp_path)[0]
+    assert 0 < m["train/l2"] < 4 * m["train/l1"]  # |error| <= 2 in [-1, 1]
+    assert m["train/total"] == pytest.approx(
+        0.5 * m["train/l1"] + 2.5 * m["train/l2"] + 0.1 * m["train/entropy"] + 0.25 * m["train/commitment"], rel=1e-5)
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_and_accumulation(stage1_run, data, tmp_path, precision):
     cfg = load_train_config(TINY_CONFIG, [f"train.precision={precision}", "train.steps=1"])

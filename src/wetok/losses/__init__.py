@@ -10,7 +10,7 @@ from .adversarial import (
     non_saturating_generator_loss,
 )
 from .discriminator import PatchDiscriminator
-from .reconstruction import l1_loss
+from .reconstruction import l1_loss, l2_loss
 
 __all__ = [
     "LeCAM",
@@ -18,5 +18,6 @@ __all__ = [
     "adaptive_gan_weight",
     "hinge_discriminator_loss",
     "l1_loss",
+    "l2_loss",
     "non_saturating_generator_loss",
 ]

@@ -70,6 +70,7 @@ class LossSection:
     """Loss weights (stage 2 ignores entropy and commitment)."""
 
     l1_weight: float = 1.0  # pixel L1
+    l2_weight: float = 0.0  # pixel mean squared error (what PSNR measures); 0 = off, as in the original recipe
     perceptual_weight: float = 1.0  # LPIPS; 0 disables it (needs no VGG16 weights then)
     perceptual_net: str = "vgg"  # LPIPS backbone: vgg | alex
     perceptual_backbone_weights: str | None = None  # explicit backbone weight file (default: torch hub cache)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..losses import LeCAM, adaptive_gan_weight, hinge_discriminator_loss, l1_loss, non_saturating_generator_loss
+from ..losses import LeCAM, adaptive_gan_weight, hinge_discriminator_loss, l1_loss, l2_loss, non_saturating_generator_loss
 from ..tokenizer import TokenizerOutput
 from .config import LossSection
 
@@ -30,14 +30,18 @@ def generator_terms(
     discriminator: nn.Module | None,
     last_layer: torch.Tensor | None = None,
 ) -> Terms:
-    """Stage 1: l1 + perceptual + gan_weight * gan + entropy_weight * entropy + commitment_weight * commitment.
-    Stage 2: l1 + perceptual + gan_weight * gan. `discriminator` is None before the GAN starts.
+    """Stage 1: l1_weight * l1 [+ l2_weight * l2] + perceptual + gan_weight * gan + entropy_weight * entropy
+    + commitment_weight * commitment. Stage 2: the same without entropy and commitment.
+    `discriminator` is None before the GAN starts; the l1 term is always logged, l2 when weighted.
 
     images and out.reconstruction: (B, 3, H, W) in [-1, 1]; every part is a float32 scalar.
     """
     recon = out.reconstruction
     parts: dict[str, torch.Tensor] = {"l1": l1_loss(images, recon)}
     reconstruction = loss.l1_weight * parts["l1"]
+    if loss.l2_weight > 0:
+        parts["l2"] = l2_loss(images, recon)
+        reconstruction = reconstruction + loss.l2_weight * parts["l2"]
     if perceptual is not None and loss.perceptual_weight > 0:
         parts["perceptual"] = perceptual(images.float(), recon.float()).mean()
         reconstruction = reconstruction + loss.perceptual_weight * parts["perceptual"]
