@@ -28,11 +28,12 @@ the difference to untiled processing.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 import torch
 from torch import nn
@@ -143,14 +144,18 @@ class WholeImageGroupNorm:
         self.stats[self.measuring] = (mean.float(), (squares / count - mean * mean).clamp_min(0).float())
         self.measuring, self.sums = None, None
 
-    def _measure(self, module: nn.GroupNorm, args: tuple[torch.Tensor, ...]) -> None:
+    def _forward(self, module: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+        """Stands in for `module.forward` while active: normalise with the fixed statistics, or
+        measure this layer (which raises `_Accumulated`)."""
         if module in self.stats:
-            return
+            return self._normalise(module, x)
+        self._measure(module, x)
+
+    def _measure(self, module: nn.GroupNorm, x: torch.Tensor) -> NoReturn:
         if self.measuring is None:
             self.measuring = module
         elif module is not self.measuring:
             raise RuntimeError("windows reached the GroupNorm layers in different orders")
-        x = args[0]
         h, w = x.shape[-2:]
         sy, sx = h // self.window_cells[0], w // self.window_cells[1]
         rows, cols = self.span
@@ -166,8 +171,7 @@ class WholeImageGroupNorm:
         self.sums = (total, squares, count + own[:, : own.shape[1] // module.num_groups].numel())
         raise _Accumulated
 
-    def _normalise(self, module: nn.GroupNorm, args: tuple[torch.Tensor, ...], _output: torch.Tensor) -> torch.Tensor:
-        x = args[0]
+    def _normalise(self, module: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
         per_group = x.shape[1] // module.num_groups
         mean, var = (t.to(x.device).repeat_interleave(per_group) for t in self.stats[module])
         scale = torch.rsqrt(var + module.eps)
@@ -180,13 +184,13 @@ class WholeImageGroupNorm:
     def active(self, network: nn.Module) -> Iterator[None]:
         norms = [m for m in network.modules() if isinstance(m, nn.GroupNorm)]
         self.layers = len(norms)
-        handles = [m.register_forward_pre_hook(self._measure) for m in norms]
-        handles += [m.register_forward_hook(self._normalise) for m in norms]
+        for m in norms:  # an instance attribute shadows the class's forward (nn.Module calls self.forward)
+            m.forward = functools.partial(self._forward, m)
         try:
             yield
         finally:
-            for handle in handles:
-                handle.remove()
+            for m in norms:
+                del m.forward
 
 
 def measure_statistics(
