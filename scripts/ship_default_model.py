@@ -29,6 +29,7 @@ from wetok.evaluate import EvalConfig, evaluate
 from wetok.files import atomic_write
 from wetok.loader import DEFAULT_MODEL_DIR
 from wetok.training.loop import export_latest
+from wetok.training.config import LossSection, load_train_config
 from wetok.training.state import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +51,25 @@ def learning_curve(run: Path, every: int) -> list[dict]:
     return [by_step[s] for s in chosen]
 
 
+def objective(loss: LossSection) -> str:
+    """The stage-1 objective of `loss` in words, e.g. "10 x MSE + 0.05 x group-wise LFQ entropy + ..."."""
+    def weighted(weight: float, name: str) -> str:
+        return name if weight == 1 else f"{weight:g} x {name}"
+
+    terms = [weighted(w, name) for w, name in (
+        (loss.l1_weight, "L1"), (loss.l2_weight, "MSE"), (loss.perceptual_weight, "LPIPS"), (loss.gan_weight, "GAN"),
+        (loss.entropy_weight, "group-wise LFQ entropy"), (loss.commitment_weight, "commitment")) if w > 0]
+    missing = [name for w, name in ((loss.gan_weight, "no GAN"), (loss.perceptual_weight, "no LPIPS")) if w == 0]
+    text = " + ".join(terms)
+    if missing:
+        text += "; " + " and ".join(missing)
+    if loss.perceptual_weight == 0:
+        text += " (the ImageNet VGG16 weights that LPIPS needs cannot be obtained on the training machine)"
+    return text
+
+
 def card(model: wetok.Tokenizer, report: dict, full_precision_psnr: float | None, args: argparse.Namespace,
-         step: int, recipe: str, curve: list[dict]) -> str:
+         step: int, recipe: str, loss: LossSection, curve: list[dict]) -> str:
     cfg = model.config
     params = sum(p.numel() for p in model.parameters())
     weights = DEFAULT_MODEL_DIR / "model.safetensors"
@@ -70,6 +88,7 @@ def card(model: wetok.Tokenizer, report: dict, full_precision_psnr: float | None
     if full_precision_psnr is not None:
         precision = (f" Stored in {args.dtype}: the float32 weights give {full_precision_psnr:.3f} dB on the same "
                      f"images ({m['psnr'] - full_precision_psnr:+.3f} dB).")
+    history = f"\n- How the run got there: {args.history}" if args.history else ""
     met = m["psnr"] >= 26.0 and m["ssim"] >= 0.78
     target = ("meets" if met else "does **not** meet") + " the project's target (mean PSNR >= 26 dB and SSIM >= 0.78 at <= 1 bit per pixel)"
     return f"""# wetok default model
@@ -92,9 +111,9 @@ released WeTok models and classical codecs at the same rate (table below).
 
 - `wetok train`, stage 1 only, {step} steps ({args.wall_time}). EMA weights (decay in the recipe).
 - Data: {args.data_note}
-- Objective: L1 + group-wise LFQ entropy + commitment; no GAN and no LPIPS (the ImageNet VGG16
-  weights that LPIPS needs cannot be obtained on the training machine). The recipe, as the run
-  saved it (`configs/default-model.yaml` plus the overrides of its resumptions):
+- Objective at the end: {objective(loss)}.{history}
+  The recipe, as the run saved it (`configs/default-model.yaml` plus the overrides of its
+  resumptions):
 
 <details><summary>config.yaml of the run</summary>
 
@@ -155,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "prepared by `scripts/prepare_default_data.py` (each file at shorter sides 256 to 768), 128 px random crops with flips."))
     parser.add_argument("--heldout-note", default="skimage chelsea and coffee, scikit-learn china and flower, wallpapers EveningGlow and FallenLeaf")
     parser.add_argument("--curve-every", type=int, default=2000)
+    parser.add_argument("--history", default="", help="the run's phases, when its recipe changed on resumption (for the card)")
     args = parser.parse_args(argv)
 
     found = latest_checkpoint(args.run)
@@ -176,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     if result.grid is not None:
         atomic_write(GRID, lambda tmp: result.grid.save(tmp, format="PNG"))
     recipe = (args.run / "config.yaml").read_text()
-    text = card(model, result.report, full_psnr, args, step, recipe, learning_curve(args.run, args.curve_every))
+    loss = load_train_config(args.run / "config.yaml").loss
+    text = card(model, result.report, full_psnr, args, step, recipe, loss, learning_curve(args.run, args.curve_every))
     atomic_write(DEFAULT_MODEL_DIR / "MODEL_CARD.md", lambda tmp: tmp.write_text(text))
     m = result.report["metrics"]
     print(f"shipped step {step} to {DEFAULT_MODEL_DIR}: held-out PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}")

@@ -31,6 +31,15 @@ def load_script():
     return module
 
 
+def test_objective_in_words():
+    from wetok.training.config import LossSection
+
+    script = load_script()
+    words = script.objective(LossSection(l1_weight=0, l2_weight=10, gan_weight=0, perceptual_weight=0, entropy_weight=0.05))
+    assert words.startswith("10 x MSE + 0.05 x group-wise LFQ entropy + 0.25 x commitment; no GAN and no LPIPS (")
+    assert script.objective(LossSection()) == "L1 + LPIPS + 0.1 x GAN + 0.1 x group-wise LFQ entropy + 0.25 x commitment"
+
+
 def test_ship_writes_weights_card_and_grid(tmp_path, capsys, monkeypatch):
     make_images(tmp_path / "data", 4)
     run = tmp_path / "run"
@@ -43,7 +52,8 @@ def test_ship_writes_weights_card_and_grid(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(script, "DEFAULT_MODEL_DIR", target)
     monkeypatch.setattr(script, "GRID", tmp_path / "docs" / "grid.png")
     capsys.readouterr()
-    assert script.main(["--run", str(run), "--heldout", str(heldout), "--wall-time", "2 s", "--dtype", "float16"]) == 0
+    assert script.main(["--run", str(run), "--heldout", str(heldout), "--wall-time", "2 s", "--dtype", "float16",
+                        "--history", "L1 for a step, then MSE."]) == 0
     printed = capsys.readouterr().out
 
     assert sorted(p.name for p in target.iterdir()) == ["MODEL_CARD.md", "config.json", "model.safetensors"]
@@ -63,4 +73,8 @@ def test_ship_writes_weights_card_and_grid(tmp_path, capsys, monkeypatch):
     assert "| JPEG " in card and "| WEBP " in card and "does **not** meet" in card
     assert "2 steps (2 s)" in card and model.config.architecture_hash() in card
     assert "Stored in float16: the float32 weights give" in card
+    # tiny-cpu.yaml: L1 1.0, GAN 0.1, entropy 0.1, commitment 0.25, LPIPS off
+    assert ("- Objective at the end: L1 + 0.1 x GAN + 0.1 x group-wise LFQ entropy + 0.25 x commitment; no LPIPS (the "
+            "ImageNet VGG16 weights") in card
+    assert "- How the run got there: L1 for a step, then MSE." in card
     assert len(re.findall(r"^\| [\w/]+\.(png|jpg) \|", card, flags=re.M)) == 5  # per image; the broken file skipped
