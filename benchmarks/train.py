@@ -45,6 +45,7 @@ def main() -> int:
 
     from wetok.training.config import load_train_config
     from wetok.training.loop import train
+    from wetok.training.reporting import METRICS_FILE
 
     overrides = [
         f"train.steps={args.steps}", f"train.log_every={args.window}", f"train.threads={args.threads}",
@@ -59,7 +60,7 @@ def main() -> int:
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         train(cfg, data, run, progress=False)
-        windows = [json.loads(line)["train/images_per_s"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        windows = [json.loads(line)["train/images_per_s"] for line in (run / METRICS_FILE).read_text().splitlines()]
     rates = windows[1:-1] or windows[1:] or windows  # drop start-up and the (short) last window
     peak = (torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -29,6 +29,7 @@ from wetok.evaluate import EvalConfig, evaluate
 from wetok.files import atomic_write
 from wetok.loader import DEFAULT_MODEL_DIR
 from wetok.training.loop import export_latest
+from wetok.training.reporting import EVAL_FILE
 from wetok.training.config import LossSection, load_train_config
 from wetok.training.state import latest_checkpoint
 
@@ -37,8 +38,9 @@ GRID = ROOT / "docs" / "images" / "default-model-heldout.png"
 
 
 def learning_curve(run: Path, every: int) -> list[dict]:
-    """Held-out evaluations of the run (the last value per step: resumed runs repeat steps)."""
-    path = run / "eval.jsonl"
+    """Held-out evaluations of the run (the last value per step: runs resumed before resumption
+    dropped what a killed run had logged may repeat steps)."""
+    path = run / EVAL_FILE
     if not path.is_file():
         return []
     by_step: dict[int, dict] = {}
