@@ -63,6 +63,8 @@ def test_overrides_parse_yaml_values():
         (["model.preset=imagenet-d8"], "model: give either preset or architecture keys"),
         (["model.groups=5"], "latent_channels (16) must be divisible by groups (5)"),
         (["oops"], "--set expects section.key=value"),
+        (["optim.decay_start=-1"], "optim.decay_start must be null or from optim.warmup_steps"),
+        (["optim.decay_start=99999999"], "to below train.steps"),
     ],
 )
 def test_config_errors(overrides, message):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from wetok.training.config import OptimSection
@@ -23,3 +25,12 @@ def test_cosine_reaches_min_ratio():
 def test_step_drops():
     o = OptimSection(schedule="step", drop_steps=(5, 8), drop_factor=0.5)
     assert [lr_factor(s, 10, o) for s in (0, 4, 5, 7, 8, 9)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+
+
+def test_cosine_from_decay_start_is_constant_before():
+    """Warm-up, a stable phase, then the cosine from `decay_start` (how a long run is finished)."""
+    o = OptimSection(schedule="cosine", warmup_steps=4, decay_start=20)
+    assert [lr_factor(s, 120, o) for s in (0, 3, 4, 19, 20)] == [0.25, 1.0, 1.0, 1.0, 1.0]
+    assert lr_factor(70, 120, o) == pytest.approx(0.5)
+    assert lr_factor(95, 120, o) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.75)))
+    assert lr_factor(120, 120, o) == pytest.approx(0.0)

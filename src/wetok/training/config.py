@@ -105,6 +105,7 @@ class OptimSection:
     schedule: str = "constant"  # constant | cosine | step
     warmup_steps: int = 0  # linear warm-up from 0 over this many steps (any schedule)
     min_lr_ratio: float = 0.0  # cosine: final lr as a fraction of the peak
+    decay_start: int | None = None  # cosine: the step the decay starts (null = the end of warm-up); constant before
     drop_steps: tuple[int, ...] = ()  # step: multiply the lr by drop_factor at each of these steps
     drop_factor: float = 0.1  # step: the factor
     grad_clip: float | None = 1.0  # max global gradient norm per network; null = no clipping
@@ -259,6 +260,8 @@ def _validate(cfg: TrainConfig) -> None:
         (o.schedule in ("constant", "cosine", "step"), f"optim.schedule must be constant, cosine or step, got {o.schedule!r}"),
         (o.lr > 0 and o.disc_lr > 0, "optim.lr and optim.disc_lr must be positive"),
         (o.grad_accum > 0 and o.warmup_steps >= 0, "optim.grad_accum must be positive and optim.warmup_steps >= 0"),
+        (o.decay_start is None or o.warmup_steps <= o.decay_start < t.steps,
+         f"optim.decay_start must be null or from optim.warmup_steps ({o.warmup_steps}) to below train.steps ({t.steps}), got {o.decay_start}"),
         (0.0 <= o.ema_decay < 1.0, "optim.ema_decay must be in [0, 1)"),
         (o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip must be positive or null"),
         (lo.perceptual_net in ("vgg", "alex"), f"loss.perceptual_net must be vgg or alex, got {lo.perceptual_net!r}"),
