@@ -96,8 +96,8 @@ def card(model: wetok.Tokenizer, report: dict, full_precision_psnr: float | None
     return f"""# wetok default model
 
 What `wetok.load()` and the command line use when no `--ckpt` or `--preset` is given. A small WeTok
-trained from scratch with `wetok train` on one CPU core, on freely licensed images that ship with
-Python packages and Debian. It is a demonstration model: it {target}, and it is far below the
+trained from scratch with `wetok train` on the two CPU cores of a small machine (no GPU), on freely
+licensed images that ship with Python packages and Debian. It is a demonstration model: it {target}, and it is far below the
 released WeTok models and classical codecs at the same rate (table below).
 
 ## Architecture
@@ -157,7 +157,7 @@ Reproduce: `wetok evaluate --data HELD_OUT --metrics psnr,ssim,usage --baselines
 
 ## Limits
 
-- Blurry: reconstruction-only training at {report['bpp']:.0f} bit per pixel with {params / 1e6:.1f} M parameters on one core; fine
+- Blurry: reconstruction-only training at {report['bpp']:.0f} bit per pixel with {params / 1e6:.1f} M parameters on CPU; fine
   texture and small text are lost. Use a released WeTok model (`wetok.PRESETS`) for real work.
 - Trained on {args.train_count} images (photos and some graphics); faces, documents and other
   domains were barely seen.
