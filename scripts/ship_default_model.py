@@ -29,8 +29,8 @@ from wetok.evaluate import EvalConfig, evaluate
 from wetok.files import atomic_write
 from wetok.loader import DEFAULT_MODEL_DIR
 from wetok.training.loop import export_latest
-from wetok.training.reporting import EVAL_FILE
 from wetok.training.config import LossSection, load_train_config
+from wetok.training.reporting import EVAL_FILE
 from wetok.training.state import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

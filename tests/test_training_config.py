@@ -65,6 +65,8 @@ def test_overrides_parse_yaml_values():
         (["oops"], "--set expects section.key=value"),
         (["optim.decay_start=-1"], "optim.decay_start must be null or from optim.warmup_steps"),
         (["optim.decay_start=99999999"], "to below train.steps"),
+        (["optim.decay_start=2"], "optim.decay_start applies to optim.schedule=cosine only, got schedule 'constant'"),
+        (["optim.schedule=cosine", "optim.drop_steps=[5]"], "optim.drop_steps applies to optim.schedule=step only"),
     ],
 )
 def test_config_errors(overrides, message):
