@@ -40,6 +40,14 @@ def test_objective_in_words():
     assert script.objective(LossSection()) == "L1 + LPIPS + 0.1 x GAN + 0.1 x group-wise LFQ entropy + 0.25 x commitment"
 
 
+def test_target_sentence_names_the_parts_met():
+    script = load_script()
+    assert script.target_sentence(26.0, 0.78).startswith("meets the project's target (mean PSNR >= 26 dB")
+    assert script.target_sentence(25.58, 0.7802).startswith("meets the project's SSIM target but **not** its PSNR target (")
+    assert script.target_sentence(26.1, 0.77).startswith("meets the project's PSNR target but **not** its SSIM target (")
+    assert script.target_sentence(25.9, 0.779).startswith("does **not** meet the project's target (")
+
+
 def test_ship_writes_weights_card_and_grid(tmp_path, capsys, monkeypatch):
     make_images(tmp_path / "data", 4)
     run = tmp_path / "run"
