@@ -67,6 +67,7 @@ def test_overrides_parse_yaml_values():
         (["optim.decay_start=99999999"], "to below train.steps"),
         (["optim.decay_start=2"], "optim.decay_start applies to optim.schedule=cosine only, got schedule 'constant'"),
         (["optim.schedule=cosine", "optim.drop_steps=[5]"], "optim.drop_steps applies to optim.schedule=step only"),
+        (["init.deepen=true"], "init.deepen applies to a start from init.checkpoint"),
     ],
 )
 def test_config_errors(overrides, message):

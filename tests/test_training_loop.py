@@ -13,7 +13,7 @@ import wetok
 from wetok.errors import WetokError
 from wetok.training import loop
 from wetok.training.config import load_train_config
-from wetok.training.initial import load_initial_weights, widen_for_noise
+from wetok.training.initial import deepen, load_initial_weights, widen_for_noise
 from wetok.training.state import list_checkpoints, read_checkpoint
 from training_support import TINY_CONFIG, make_images, read_metrics
 
@@ -104,6 +104,43 @@ def test_stage2_starts_where_stage1_ended_and_trains_the_decoder_only(stage1_run
     assert all(torch.equal(after[k], before[k]) for k in before if k.startswith("encoder."))
     assert not torch.equal(after["decoder.conv_out.weight"], before["decoder.conv_out.weight"])
     assert wetok.load(tmp_path / "model").config.generative
+
+
+def test_deepened_model_starts_where_the_checkpoint_ended_and_grows(stage1_run, data, tmp_path):
+    ckpt = stage1_run / "checkpoints" / "step-00000004.pt"
+    cfg = load_train_config(TINY_CONFIG, ["model.num_res_blocks=3", f"init.checkpoint={ckpt}", "init.deepen=true",
+                                          "train.steps=2", "loss.gan_start=0"])
+    parts, notes = loop.build_parts(cfg, torch.device("cpu"))
+    assert any("residual blocks it lacks starting as identities" in n for n in notes)
+    state = parts.model.state_dict()
+    assert state["encoder.down.0.block.2.conv2.weight"].abs().sum() == 0
+    assert state["decoder.up.1.block.1.conv1.weight"].abs().sum() > 0  # fresh, not zero: it learns once conv2 moves
+    shallow = wetok.load(stage1_run / "model")
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.equal(parts.model.eval().reconstruct(images), shallow.reconstruct(images))
+    assert loop.train(cfg, data, tmp_path, progress=False) == 0
+    after = read_checkpoint(tmp_path / "checkpoints" / "step-00000002.pt")["model"]
+    assert after["decoder.mid_block.2.conv2.weight"].abs().sum() > 0
+    deep = wetok.load(tmp_path / "model")
+    assert deep.config.num_res_blocks == 3
+
+    # without init.deepen the missing blocks are an error naming them; a file deeper than the model too
+    with pytest.raises(WetokError, match=r"missing \(encoder\.down\.0\.block\.1\."):
+        loop.build_parts(load_train_config(TINY_CONFIG, ["model.num_res_blocks=2", f"init.checkpoint={ckpt}"]), torch.device("cpu"))
+    deep_ckpt = tmp_path / "checkpoints" / "step-00000002.pt"
+    with pytest.raises(WetokError, match=r"unexpected \(encoder\.down\.0\.block\.1\."):
+        loop.build_parts(load_train_config(TINY_CONFIG, [f"init.checkpoint={deep_ckpt}", "init.deepen=true"]), torch.device("cpu"))
+
+
+def test_deepen_refuses_keys_that_are_not_appended_blocks():
+    torch.manual_seed(0)
+    shallow = wetok.Tokenizer(load_train_config(TINY_CONFIG).tokenizer_config()).state_dict()
+    fresh = wetok.Tokenizer(load_train_config(TINY_CONFIG, ["model.num_res_blocks=2"]).tokenizer_config()).state_dict()
+    deepened = deepen(shallow, fresh)
+    assert set(deepened) == set(fresh) and torch.equal(deepened["encoder.conv_in.weight"], shallow["encoder.conv_in.weight"])
+    del shallow["encoder.conv_in.weight"]
+    with pytest.raises(WetokError, match="encoder.conv_in.weight is missing from the checkpoint and is not part of an appended"):
+        deepen(shallow, fresh)
 
 
 def test_fine_tune_from_released_checkpoint_takes_its_discriminator(reference):

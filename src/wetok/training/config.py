@@ -48,6 +48,7 @@ class InitSection:
     checkpoint: str | None = None  # released .ckpt, saved model dir, or a wetok training checkpoint (.pt); null = random
     weights: str = "ema"  # "ema" or "raw": which weights of a released .ckpt to start from
     discriminator: bool = True  # stage 1: also take the discriminator from the checkpoint when it has one
+    deepen: bool = False  # the model may have more residual blocks per level than the checkpoint: those start as identities
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,7 @@ def _validate(cfg: TrainConfig) -> None:
         (lo.perceptual_net in ("vgg", "alex"), f"loss.perceptual_net must be vgg or alex, got {lo.perceptual_net!r}"),
         (0.0 <= lo.lecam_decay < 1.0, "loss.lecam_decay must be in [0, 1)"),
         (cfg.init.weights in ("ema", "raw"), f"init.weights must be ema or raw, got {cfg.init.weights!r}"),
+        (not cfg.init.deepen or cfg.init.checkpoint is not None, "init.deepen applies to a start from init.checkpoint; set it"),
         (cfg.eval.size > 0 and cfg.eval.every > 0 and cfg.eval.max_images > 0, "eval.size, eval.every and eval.max_images must be positive"),
     ]
     weights = {k: v for k, v in dataclasses.asdict(lo).items() if k.endswith("_weight") and isinstance(v, float)}

@@ -1,8 +1,10 @@
 """Starting weights: a released .ckpt, a saved model directory or a wetok training checkpoint;
-and the stage-1 -> stage-2 widening of the decoder's input convolution."""
+the stage-1 -> stage-2 widening of the decoder's input convolution; and the deepening of a
+model by residual blocks that start as identities."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -60,13 +62,51 @@ def widen_for_noise(state: dict[str, torch.Tensor], latent_channels: int) -> dic
     return out
 
 
-def load_initial_weights(model: Tokenizer, source: str | Path, weights: str = "ema") -> dict[str, torch.Tensor] | None:
-    """Load `source` into `model` (widening for a generative decoder); returns the discriminator
-    state found in the file, if any. Raises `CheckpointError` naming mismatched keys."""
+_BLOCK_KEY = re.compile(r"^((?:encoder|decoder)\.(?:mid_block|(?:down|up)\.\d+\.block))\.(\d+)\.(.+)$")
+
+
+def deepen(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights of a model with fewer residual blocks per level -> weights of the deeper model
+    whose freshly initialised state is `fresh`.
+
+    Every list of residual blocks (`encoder.down.{i}.block`, `encoder.mid_block`,
+    `decoder.mid_block`, `decoder.up.{i}.block`) keeps the file's blocks first; the blocks after
+    them take their fresh weights except `conv2`, which is zero, so each adds nothing to its
+    shortcut (an identity, as the appended blocks keep the width) and the deeper model computes
+    exactly what the file's did. Training then grows them from there. Raises `CheckpointError`
+    when a list in the file is longer than the model's, or when keys other than appended blocks'
+    are missing.
+    """
+    have: dict[str, int] = {}
+    for key in state:
+        match = _BLOCK_KEY.match(key)
+        if match:
+            have[match[1]] = max(have.get(match[1], 0), int(match[2]) + 1)
+    out = dict(state)
+    for key, value in fresh.items():
+        if key in state:
+            continue
+        match = _BLOCK_KEY.match(key)
+        if match is None or int(match[2]) < have.get(match[1], 0):
+            raise CheckpointError(f"init.deepen: {key} is missing from the checkpoint and is not part of an appended residual block")
+        if match[3].startswith("nin_shortcut"):
+            raise CheckpointError(f"init.deepen: appended block {match[1]}.{match[2]} changes the width; it cannot start as an identity")
+        out[key] = torch.zeros_like(value) if match[3] == "conv2.weight" else value.clone()
+    return out
+
+
+def load_initial_weights(
+    model: Tokenizer, source: str | Path, weights: str = "ema", *, deepened: bool = False
+) -> dict[str, torch.Tensor] | None:
+    """Load `source` into `model` (widening for a generative decoder; with `deepened`, residual
+    blocks the file lacks start as identities, see `deepen`); returns the discriminator state
+    found in the file, if any. Raises `CheckpointError` naming mismatched keys."""
     names = list(model.state_dict())
     state, disc = read_initial_state(source, names, weights)
     if model.config.generative and "decoder.conv_in.weight" in state:
         state = widen_for_noise(state, model.config.latent_channels)
+    if deepened:
+        state = deepen(state, model.state_dict())
     file_keys = {k: v for k, v in state.items() if k.startswith(MODEL_PREFIXES) or k.startswith(EMA_PREFIX)}
     check_and_load(model, state, file_keys, str(source))
     return disc

@@ -68,8 +68,9 @@ def build_parts(cfg: TrainConfig, device: torch.device) -> tuple[Parts, list[str
     model.quantizer.codebook_weight = cfg.loss.codebook_entropy_weight
     discriminator = PatchDiscriminator(filters=cfg.discriminator.filters, layers=cfg.discriminator.layers)
     if cfg.init.checkpoint is not None:
-        disc_state = load_initial_weights(model, cfg.init.checkpoint, cfg.init.weights)
-        notes.append(f"weights from {cfg.init.checkpoint} ({cfg.init.weights})")
+        disc_state = load_initial_weights(model, cfg.init.checkpoint, cfg.init.weights, deepened=cfg.init.deepen)
+        notes.append(f"weights from {cfg.init.checkpoint} ({cfg.init.weights})"
+                     + (", residual blocks it lacks starting as identities" if cfg.init.deepen else ""))
         if cfg.train.stage == 1 and cfg.init.discriminator and disc_state is not None:
             try:
                 discriminator.load_state_dict(disc_state)
