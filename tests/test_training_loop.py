@@ -124,6 +124,16 @@ def test_deepened_model_starts_where_the_checkpoint_ended_and_grows(stage1_run, 
     deep = wetok.load(tmp_path / "model")
     assert deep.config.num_res_blocks == 3
 
+    # a resumed run reads its own checkpoint only: the starting file may be gone by then
+    moved = ckpt.with_name("moved.pt")
+    ckpt.rename(moved)
+    try:
+        resumed = load_train_config(tmp_path / "config.yaml", ["train.steps=3"])
+        assert loop.train(resumed, data, tmp_path, resume=True, progress=False) == 0
+    finally:
+        moved.rename(ckpt)
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2, 3]
+
     # without init.deepen the missing blocks are an error naming them; a file deeper than the model too
     with pytest.raises(WetokError, match=r"missing \(encoder\.down\.0\.block\.1\."):
         loop.build_parts(load_train_config(TINY_CONFIG, ["model.num_res_blocks=2", f"init.checkpoint={ckpt}"]), torch.device("cpu"))

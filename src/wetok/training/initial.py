@@ -74,8 +74,8 @@ def deepen(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> di
     them take their fresh weights except `conv2`, which is zero, so each adds nothing to its
     shortcut (an identity, as the appended blocks keep the width) and the deeper model computes
     exactly what the file's did. Training then grows them from there. Raises `CheckpointError`
-    when a list in the file is longer than the model's, or when keys other than appended blocks'
-    are missing.
+    when keys other than appended blocks' are missing; a file with more blocks than the model is
+    refused by the strict load that follows (its extra keys are unexpected).
     """
     have: dict[str, int] = {}
     for key in state:
@@ -101,12 +101,12 @@ def load_initial_weights(
     """Load `source` into `model` (widening for a generative decoder; with `deepened`, residual
     blocks the file lacks start as identities, see `deepen`); returns the discriminator state
     found in the file, if any. Raises `CheckpointError` naming mismatched keys."""
-    names = list(model.state_dict())
-    state, disc = read_initial_state(source, names, weights)
+    own = model.state_dict()
+    state, disc = read_initial_state(source, list(own), weights)
     if model.config.generative and "decoder.conv_in.weight" in state:
         state = widen_for_noise(state, model.config.latent_channels)
     if deepened:
-        state = deepen(state, model.state_dict())
+        state = deepen(state, own)
     file_keys = {k: v for k, v in state.items() if k.startswith(MODEL_PREFIXES) or k.startswith(EMA_PREFIX)}
     check_and_load(model, state, file_keys, str(source))
     return disc

@@ -58,16 +58,17 @@ class Parts:
     scaler: torch.amp.GradScaler
 
 
-def build_parts(cfg: TrainConfig, device: torch.device) -> tuple[Parts, list[str]]:
+def build_parts(cfg: TrainConfig, device: torch.device, *, load_initial: bool = True) -> tuple[Parts, list[str]]:
     """Models, optimizers and scaler at their starting point (random or `init.checkpoint`).
-    Returns them and lines for the log."""
+    Returns them and lines for the log. `load_initial=False` skips reading `init.checkpoint`:
+    for a resumed run, whose own checkpoint then replaces every weight (the file may be gone)."""
     notes = []
     torch.manual_seed(cfg.train.seed)
     model = Tokenizer(cfg.tokenizer_config())
     model.quantizer.sample_weight = cfg.loss.sample_entropy_weight
     model.quantizer.codebook_weight = cfg.loss.codebook_entropy_weight
     discriminator = PatchDiscriminator(filters=cfg.discriminator.filters, layers=cfg.discriminator.layers)
-    if cfg.init.checkpoint is not None:
+    if cfg.init.checkpoint is not None and load_initial:
         disc_state = load_initial_weights(model, cfg.init.checkpoint, cfg.init.weights, deepened=cfg.init.deepen)
         notes.append(f"weights from {cfg.init.checkpoint} ({cfg.init.weights})"
                      + (", residual blocks it lacks starting as identities" if cfg.init.deepen else ""))
@@ -261,7 +262,7 @@ def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Dist
     resumed = _resolve_resume(run_dir, resume, info)
 
     # ---- models, optimizers, starting point ---------------------------------------------------
-    parts, notes = build_parts(cfg, info.device)
+    parts, notes = build_parts(cfg, info.device, load_initial=resumed is None)
     model = parts.model
     if cfg.data.size % model.downsample:
         raise ConfigError(f"data.size {cfg.data.size} is not a multiple of the downsample factor {model.downsample}")
