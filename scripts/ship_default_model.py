@@ -111,7 +111,7 @@ def card(model: wetok.Tokenizer, report: dict, full_precision_psnr: float | None
 What `wetok.load()` and the command line use when no `--ckpt` or `--preset` is given. A small WeTok
 trained from scratch with `wetok train` on the two CPU cores of a small machine (no GPU), on freely
 licensed images that ship with Python packages and Debian. It is a demonstration model: it
-{target}, and it is far below the released WeTok models and classical codecs at the same rate
+{target}; it is far below the released WeTok models and classical codecs at the same rate
 (table below).
 
 ## Architecture
