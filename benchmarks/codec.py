@@ -1,4 +1,4 @@
-"""Encode/decode throughput of a tokenizer on this machine (random weights: speed only).
+"""Encode/decode throughput of a tokenizer on the machine it runs on (random weights: speed only).
 
     python benchmarks/codec.py [--preset imagenet-d16] [--size 256] [--batch 4] [--repeats 5]
 

@@ -2,9 +2,9 @@
 
     python benchmarks/evaluate.py [--device cpu|cuda] [--batch 8] [--repeats 3] [--preset imagenet-d16]
 
-Metric networks get random weights (pretrained files are absent here; the cost does not depend
-on the values). Prints the median of `repeats` timed runs after one warm-up, for: PSNR, SSIM
-(scikit-image-equal, float64), LPIPS AlexNet / VGG, InceptionV3 features (one image set; rFID
+Metric networks get random weights (the cost does not depend on the values, and no pretrained
+file is needed). Prints the median of `repeats` timed runs after one warm-up, for: PSNR, SSIM
+(scikit-image), LPIPS AlexNet / VGG, InceptionV3 features (one image set; rFID
 needs the originals once, then reconstructions), and the codec baselines' quality search (per
 image, CPU) at the bit rate of `--preset`. The tokenizer's own encode/decode throughput is
 `benchmarks/codec.py`.
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from wetok import PRESETS
-from wetok.baselines import CODECS, compress_to_bpp
-from wetok.lpips import LPIPS
+from wetok.evaluation.baselines import CODECS, compress_to_bpp
 from wetok.metrics.inception import FIDInceptionV3
+from wetok.metrics.lpips import LPIPS
 from wetok.metrics.psnr_ssim import psnr, ssim
 
 

@@ -15,9 +15,8 @@ import torch
 from PIL import Image
 
 import wetok
-from wetok.images import read_image, to_tensor, to_uint8
+from wetok.images import read_image, resize_shorter_center_crop, to_tensor, to_uint8
 from wetok.metrics import psnr
-from wetok.transforms import resize_shorter_center_crop
 
 ASSET = Path(wetok.__file__).parent / "assets" / "chelsea.png"
 FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "reference"
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     model, description, trained = pick_model()
     if not trained:
         print(
-            f"note: this wetok build has no default model ({wetok.loader.DEFAULT_MODEL_DIR} is missing); this run "
+            f"note: this wetok build has no default model ({wetok.weights.DEFAULT_MODEL_DIR} is missing); this run "
             f"shows the whole pipeline with {description}, so the reconstruction will not resemble the photo.",
             file=sys.stderr,
         )

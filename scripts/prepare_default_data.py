@@ -1,6 +1,6 @@
 """Build the default model's training and held-out images from the permitted offline sources.
 
-    python scripts/prepare_default_data.py --out /work/data [--wallpapers DIR]
+    python scripts/prepare_default_data.py --out DATA_DIR [--wallpapers DIR]
 
 Sources (and nothing else): scikit-image's bundled photos (`skimage.data`), scikit-learn's
 `load_sample_images` (china.jpg, flower.jpg) and Debian's `plasma-workspace-wallpapers`
@@ -62,7 +62,7 @@ def extract_wallpapers(workdir: Path) -> Path:
 
 def save_scales(image: Image.Image, stem: str, folder: Path) -> int:
     """Save `image` at each scale in SCALES not larger than itself (always at least the smallest)."""
-    from wetok.transforms import resize_shorter_side
+    from wetok.images import resize_shorter_side
 
     array = np.asarray(image)
     shorter = min(array.shape[:2])

@@ -22,7 +22,7 @@ if [ -f "$stamp" ] && grep -qx "$want" "$stamp"; then
   exit 0
 fi
 
-# pip prints a warning per package for local mirror folders this machine may lack; drop those.
+# pip prints a warning per package for configured local mirror folders that do not exist; drop those.
 pip_install() {
   "$venv/bin/python" -m pip --disable-pip-version-check -q install "$@" 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
   return "${PIPESTATUS[0]}"

@@ -1,13 +1,13 @@
 """Ship a training run as the package's default model, with its model card.
 
-    .venv/bin/python scripts/ship_default_model.py --run /work/runs/default \
-        --heldout /work/data/heldout --wall-time "6.2 h on one CPU core"
+    .venv/bin/python scripts/ship_default_model.py --run RUN_DIR \
+        --heldout DATA_DIR/heldout --wall-time "6.2 h on one CPU core"
 
 1. The EMA weights of the run's latest checkpoint go to `src/wetok/default_model/`
    (`model.safetensors` + `config.json`, each written to a temporary name and renamed), in
    float32 or, with `--dtype float16`, in half precision (the card then gives the PSNR change).
 2. The shipped files are read back the way `wetok.load()` reads them and evaluated on the
-   held-out folder with `wetok.evaluate` (256 x 256 protocol; PSNR, SSIM, codebook usage; JPEG
+   held-out folder with `wetok.evaluation` (256 x 256 protocol; PSNR, SSIM, codebook usage; JPEG
    and WebP at the same bits per pixel, per image).
 3. `src/wetok/default_model/MODEL_CARD.md` is written from those numbers, the run's saved
    `config.yaml` and `eval.jsonl`; `docs/images/default-model-heldout.png` is the held-out grid
@@ -25,13 +25,13 @@ from pathlib import Path
 import torch
 
 import wetok
-from wetok.evaluate import EvalConfig, evaluate
+from wetok.evaluation import EvalConfig, evaluate
 from wetok.files import atomic_write
-from wetok.loader import DEFAULT_MODEL_DIR
-from wetok.training.loop import export_latest
 from wetok.training.config import LossSection, load_train_config
+from wetok.training.loop import export_latest
 from wetok.training.reporting import EVAL_FILE
 from wetok.training.state import latest_checkpoint
+from wetok.weights import DEFAULT_MODEL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ROOT / "docs" / "images" / "default-model-heldout.png"
@@ -80,7 +80,7 @@ def objective(loss: LossSection) -> str:
     if missing:
         text += "; " + " and ".join(missing)
     if loss.perceptual_weight == 0:
-        text += " (the ImageNet VGG16 weights that LPIPS needs cannot be obtained on the training machine)"
+        text += " (the ImageNet VGG16 weights that LPIPS needs are not used)"
     return text
 
 
@@ -109,10 +109,11 @@ def card(model: wetok.Tokenizer, report: dict, full_precision_psnr: float | None
     return f"""# wetok default model
 
 What `wetok.load()` and the command line use when no `--ckpt` or `--preset` is given. A small WeTok
-trained from scratch with `wetok train` on the two CPU cores of a small machine (no GPU), on freely
-licensed images that ship with Python packages and Debian. It is a demonstration model: it
+trained from scratch with `wetok train` on a 2-core CPU (no GPU), on freely licensed images that
+ship with Python packages and Debian. It is a demonstration model: it
 {target}; it is far below the released WeTok models and classical codecs at the same rate
-(table below).
+(table below). This card holds the model's figures; `docs/default-model.md` has the recipe
+(`scripts/train_default_model.sh`) that rebuilds it.
 
 ## Architecture
 
@@ -129,7 +130,7 @@ licensed images that ship with Python packages and Debian. It is a demonstration
 - Data: {args.data_note}
 - Objective at the end: {objective(loss)}.{history}
   The recipe, as the run saved it (`configs/default-model.yaml` plus the overrides of its
-  resumptions):
+  resumptions; `eval.folder` is the held-out folder, DATA_DIR/heldout):
 
 <details><summary>config.yaml of the run</summary>
 

@@ -8,16 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / "shared" / "fixtures" / "reference"
-CASES = ("tiny_d16", "tiny_d8_g8", "tiny_gd_d32")
-
-
-def require_reference() -> Path:
-    """The fixtures directory, or skip the test when this checkout has no ../shared beside it."""
-    if not (REFERENCE / "cases.json").is_file():
-        pytest.skip(f"reference fixtures not found at {REFERENCE}")
-    return REFERENCE
+from support import require_reference
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +41,6 @@ def official_architectures(reference: Path) -> dict:
 @pytest.fixture
 def no_default_model(monkeypatch, tmp_path) -> None:
     """Pretend this build carries no default model (the package's folder is pointed elsewhere)."""
-    import wetok.loader
+    import wetok.weights
 
-    monkeypatch.setattr(wetok.loader, "DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
+    monkeypatch.setattr(wetok.weights, "DEFAULT_MODEL_DIR", tmp_path / "no-default-model")

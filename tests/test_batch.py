@@ -63,7 +63,7 @@ def test_run_batches_by_key_skips_failures_and_summarises(tmp_path):
     jobs = [Job(Path(f"{name}.png"), Path(f"{name}.out")) for name in ["a1", "b1", "a2", "bad", "a3", "b2", "write-fails"]]
     batches: list[list[str]] = []
 
-    def load(job: Job) -> list[Item]:
+    def load(job: Job, index: int) -> list[Item]:
         name = job.source.stem
         if name == "bad":
             raise WetokError(f"{job.source}: not an image")
@@ -84,7 +84,7 @@ def test_run_batches_by_key_skips_failures_and_summarises(tmp_path):
 
 
 def test_single_file_failures_are_raised(tmp_path):
-    def load(job: Job) -> list[Item]:
+    def load(job: Job, index: int) -> list[Item]:
         raise WetokError("x.png: empty file")
 
     with pytest.raises(WetokError, match="empty file"):

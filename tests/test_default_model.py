@@ -9,12 +9,10 @@ import pytest
 import torch
 
 import wetok
-from wetok.images import read_image, to_tensor, to_uint8
-from wetok.loader import DEFAULT_MODEL_DIR
+from support import cli
+from wetok.images import read_image, resize_shorter_center_crop, to_tensor, to_uint8
 from wetok.metrics import psnr, ssim
-from wetok.transforms import resize_shorter_center_crop
-
-from cli_helpers import cli
+from wetok.weights import DEFAULT_MODEL_DIR
 
 ASSET = DEFAULT_MODEL_DIR.parent / "assets" / "chelsea.png"
 # Measured on the shipped weights (chelsea is held out: never trained on); a retrained model

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import wetok
-from conftest import CASES
+from support import CASES
 
 RECON_TOL = 1e-4
 

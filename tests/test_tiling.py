@@ -10,19 +10,11 @@ from PIL import Image
 from torch import nn
 
 import wetok.codec as codec
-from cli_helpers import TINY, TINY_GD, photo
+from support import TINY, TINY_GD, photo
 from wetok import Tokenizer, TokenizerConfig
 from wetok.errors import WetokError
 from wetok.images import to_tensor
-from wetok.tiling import (
-    TileSpec,
-    axis_windows,
-    decode_tiled,
-    encode_latent_tiled,
-    encode_tiled,
-    owned_spans,
-    run_tiled,
-)
+from wetok.tiling import TileSpec, axis_windows, decode_tiled, encode_latent_tiled, encode_tiled, owned_spans, run_tiled
 
 
 def model(config=TINY, seed=0) -> Tokenizer:
@@ -178,15 +170,15 @@ def test_tiling_argument_errors():
 
 def test_large_images_are_tiled_in_the_codec(monkeypatch):
     m = model()
-    loaded = codec.LoadedModel(m, None)  # type: ignore[arg-type]
-    prepared = codec.prepare_image(Image.fromarray(photo(64, 64)), codec.SizePolicy(0), 4, "x")
-    monkeypatch.setattr(codec, "AUTO_TILE_PIXELS", 32 * 32)
     spec = TileSpec(32, 8, "image")
-    (tiled,) = codec.encode_images(loaded, [prepared], codec.SizePolicy(0), spec)
+    tiling = codec.Codec(m, size=0, tile=spec)
+    prepared = tiling.prepare(Image.fromarray(photo(64, 64)), "x")
+    monkeypatch.setattr(codec, "AUTO_TILE_PIXELS", 32 * 32)
+    (tiled,) = tiling.encode_prepared([prepared])
     assert torch.equal(tiled.tokens, encode_tiled(m, prepared.pixels, spec))
-    (plain,) = codec.encode_images(loaded, [prepared], codec.SizePolicy(0), None)
+    (plain,) = codec.Codec(m, size=0, tile=None).encode_prepared([prepared])
     assert torch.equal(plain.tokens, m.encode(prepared.pixels))
-    pictures = codec.decode_tokens(m, tiled, tile=spec)
+    pictures = tiling.decode(tiled)
     assert torch.equal(pictures, decode_tiled(m, tiled.tokens, spec))
 
 

@@ -47,7 +47,7 @@ def test_facts(model):
     assert model.bits_per_pixel(256, 256) == 1.0
     assert model.compression_ratio(256, 256) == 24.0
     d8 = wetok.PRESETS["imagenet-d8"]
-    assert d8.compression_ratio() == 48.0 and d8.bits_per_position == 32
+    assert d8.compression_ratio() == 48.0 and d8.latent_channels == 32
 
 
 def test_decode_of_encode_equals_forward_reconstruction(model):

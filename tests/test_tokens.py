@@ -4,6 +4,7 @@ every kind of damaged file."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import struct
 import zlib
@@ -13,11 +14,11 @@ import pytest
 import torch
 
 import wetok
-from cli_helpers import CASES, require_reference
+from support import CASES, require_reference
+from wetok.config import ModelIdentity
 from wetok.errors import WetokError
-from wetok.tokenizer import CropBox
+from wetok.images import CropBox
 from wetok.tokens import (
-    ModelIdentity,
     TokenSet,
     json_document,
     pack_tokens,
@@ -122,7 +123,8 @@ def test_damaged_wtok_is_refused(damage, message):
 
 def test_json_document_is_the_original_layout():
     ts = token_set(n=1, h=4, w=4, g=4, b=8)
-    doc = json_document(ts, config="m.yaml", ckpt="m.ckpt")
+    ts.identity = dataclasses.replace(ts.identity, config="m.yaml", ckpt="m.ckpt")
+    doc = json_document(ts)
     assert list(doc)[:4] == ["wetok", "config", "ckpt", "image_size"]
     assert doc["image_size"] == 64 and doc["config"] == "m.yaml" and doc["ckpt"] == "m.ckpt"
     data = np.frombuffer(base64.b64decode(doc["wetok"]["data"]), dtype=doc["wetok"]["dtype"])

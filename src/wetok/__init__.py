@@ -1,29 +1,38 @@
 """wetok: the WeTok discrete image tokenizer (arXiv 2508.05599).
 
 Public API:
-    wetok.load(source, *, config=None, weights="ema", device=None) -> Tokenizer
+    wetok.load(source=None, *, config=None, weights="ema", device=None) -> Tokenizer
     wetok.Tokenizer(config)        encoder + group-wise LFQ + (generative) decoder
-    wetok.TokenizerConfig          frozen architecture description
-    wetok.PRESETS                  the released models by name
+    wetok.TokenizerConfig          frozen architecture description; wetok.PRESETS the released ones
     wetok.GroupLFQ(channels, groups)  the quantizer on its own
+    wetok.Codec(model, size=256, tile=TileSpec(), seed=0)  images/files <-> token sets
+    wetok.read_tokens(path), wetok.write_tokens(path, tokens), wetok.TokenSet  token files
 """
 
-from .config import PRESETS, HubWeights, TokenizerConfig, get_preset
+from .codec import Codec
+from .config import PRESETS, HubWeights, ModelIdentity, TokenizerConfig, get_preset
 from .errors import CheckpointError, ConfigError, UnsafeCheckpointError, WeightsNotFoundError, WetokError
-from .loader import default_model_available, load
+from .images import CropBox, crop, pad_to_multiple
 from .nn import GroupLFQ, QuantizerOutput
-from .tokenizer import CropBox, Tokenizer, TokenizerOutput, crop, pad_to_multiple
+from .tiling import TileSpec
+from .tokenizer import Tokenizer, TokenizerOutput, seeded_noise
+from .tokens import TokenSet, read_tokens, write_tokens
+from .weights import default_model_available, load
 
 __version__ = "0.1.0"
 
 __all__ = [
     "PRESETS",
     "CheckpointError",
+    "Codec",
     "ConfigError",
     "CropBox",
     "GroupLFQ",
     "HubWeights",
+    "ModelIdentity",
     "QuantizerOutput",
+    "TileSpec",
+    "TokenSet",
     "Tokenizer",
     "TokenizerConfig",
     "TokenizerOutput",
@@ -35,4 +44,7 @@ __all__ = [
     "get_preset",
     "load",
     "pad_to_multiple",
+    "read_tokens",
+    "seeded_noise",
+    "write_tokens",
 ]

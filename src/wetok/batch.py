@@ -31,12 +31,14 @@ class Job:
 @dataclass
 class Item:
     """One image's worth of work: from `source`, written to `target`; `key` groups items that can
-    share a batch (same size, same model); `payload` is what the processing step needs."""
+    share a batch (same size, same model); `payload` is what the processing step needs; `index`
+    is the image's place in the run (input order), which seeds its generative-decoder noise."""
 
     source: Path
     target: Path
     key: Hashable
     payload: Any
+    index: int = 0
 
 
 @dataclass
@@ -150,7 +152,7 @@ def describe_error(exc: BaseException, target: Path) -> str:
 def run(
     jobs: Iterable[Job],
     *,
-    load: Callable[[Job], list[Item]],
+    load: Callable[[Job, int], list[Item]],
     process: Callable[[list[Item]], list[BaseException | None]],
     batch_size: int,
     total: int,
@@ -160,7 +162,9 @@ def run(
 ) -> Summary:
     """Load items file by file, process them in same-key batches of up to `batch_size`.
 
-    `load(job)` returns the job's items (one per image) or raises (the file is skipped, or in the
+    `load(job, index)` returns the job's items (one per image, the first being image `index` of
+    the run: the images of the files before it, a file that could not be read counting as one)
+    or raises (the file is skipped, or in the
     single-file case the error propagates). `process(items)` does the work for one batch and
     returns, per item, None (done) or the exception that stopped it. Pending items of all keys
     are flushed when more than `max_pending` (default 4 batches) wait.
@@ -169,6 +173,7 @@ def run(
 
     summary = Summary()
     pending: dict[Hashable, list[Item]] = {}
+    images_loaded = 0
     limit = max_pending or 4 * batch_size
     bar = tqdm(total=total, unit="img", disable=(not sys.stderr.isatty()) if progress is None else not progress, file=sys.stderr)
 
@@ -196,13 +201,15 @@ def run(
     try:
         for job in jobs:
             try:
-                items = load(job)
+                items = load(job, images_loaded)
             except (WetokError, OSError) as exc:
                 if single:
                     raise
                 skip(job.source, describe_error(exc, job.target))
                 bar.update(1)
+                images_loaded += 1  # a file that cannot be read counts as one image of the run
                 continue
+            images_loaded += len(items)
             if len(items) > 1:
                 bar.total += len(items) - 1
                 bar.refresh()

@@ -1,16 +1,26 @@
-"""Images to token sets and back, as the command line does it: choosing the model, sizing the
-picture, generative-decoder noise, tiling for large images, writing image files safely.
+"""`Codec`: images (PIL images, arrays, files) to token sets and back, for one image or for many
+files, the way the command line does it: sizing the picture, the generative decoder's noise,
+tiling large images, writing files safely.
 
-Size policies (`SizePolicy`):
+Sizing (`size`, `resize`):
     size N, resize "crop":    shorter side to N (bilinear, OpenCV), centre crop N x N (the
-                              evaluation protocol; `transforms.resize_shorter_center_crop`).
+                              evaluation protocol; `images.resize_shorter_center_crop`).
     size N, resize "stretch": N x N ignoring the aspect ratio, bicubic (the original tool).
     size 0:                   the image's own resolution, padded centrally to multiples of f and
                               cropped back after decoding.
+
+Noise: image i of a run (counted in input order, the images of a many-image token file one by
+one) gets the generative decoder's noise from `seed + i` (`tokenizer.seeded_noise`), whatever
+the batching.
+
+Many files: inputs are files or directories (searched recursively); outputs mirror the inputs'
+layout under an output directory; `batch.run` groups same-sized images into batches and skips
+(with its reason) a file that cannot be read or written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -19,175 +29,42 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .files import atomic_write
-from .config import PRESETS
+from .batch import Item, Job, Summary, check_target, plan_jobs, prepare_target, run
+from .config import PRESETS, ModelIdentity
 from .errors import WetokError
-from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, read_image, to_tensor, to_uint8
-from .loader import default_model_available, load
+from .images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    CropBox,
+    crop,
+    image_format,
+    pad_to_multiple,
+    read_image,
+    resize_shorter_center_crop,
+    save_image,
+    stretch_resize,
+    to_pil,
+    to_rgb,
+    to_tensor,
+)
 from .tiling import TileSpec, decode_tiled, encode_tiled
-from .tokenizer import CropBox, Tokenizer, crop, pad_to_multiple
-from .tokens import GridUnknownError, ModelIdentity, TokenSet, check_compatible, finish_json_tokens, identity_of, read_tokens
-from .transforms import resize_shorter_center_crop, stretch_resize
+from .tokenizer import Tokenizer, seeded_noise
+from .tokens import (
+    TOKEN_SUFFIXES,
+    WTOK_SUFFIX,
+    GridUnknownError,
+    TokenSet,
+    check_compatible,
+    finish_json_tokens,
+    read_tokens,
+    write_tokens,
+)
+from .weights import DEFAULT_MODEL_NAME, default_model_available, load
 
 AUTO_TILE_PIXELS = 1024 * 1024
 """Images (padded) above this many pixels are processed in tiles unless tiling is turned off."""
 
-DEFAULT_MODEL_NAME = "default_model"
-"""The weights name token files record for the bundled default model."""
-
-
-# ---- which model ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelChoice:
-    """The model options of the command line.
-
-    Attributes:
-        ckpt: a released `.ckpt` file or a saved wetok model directory.
-        config: the released YAML file for `ckpt` (or a preset name).
-        preset: a preset name: its released weights, or its architecture for `ckpt`.
-        weights: "ema" or "raw" (released checkpoints hold both).
-        device: torch device for the model ("cpu" by default).
-        trust_pickle: allow checkpoint files that need arbitrary unpickling.
-    """
-
-    ckpt: str | None = None
-    config: str | None = None
-    preset: str | None = None
-    weights: Literal["ema", "raw"] = "ema"
-    device: str | None = None
-    trust_pickle: bool = False
-
-    @property
-    def given(self) -> bool:
-        """True when the user named a model (decoding then ignores the token file's model)."""
-        return bool(self.ckpt or self.config or self.preset)
-
-
-@dataclass
-class LoadedModel:
-    """A loaded tokenizer and how token files should name it."""
-
-    model: Tokenizer
-    identity: ModelIdentity
-    config_entry: str | None = None
-    ckpt_entry: str | None = None
-
-
-@dataclass
-class ModelCache:
-    """Loads each distinct model once (decoding many files made by the same model)."""
-
-    loaded: dict[tuple, LoadedModel] = field(default_factory=dict)
-
-    def get(self, choice: ModelChoice) -> LoadedModel:
-        key = (choice.ckpt, choice.config, choice.preset, choice.weights, choice.device)
-        if key not in self.loaded:
-            self.loaded[key] = load_model(choice)
-        return self.loaded[key]
-
-
-def load_model(choice: ModelChoice) -> LoadedModel:
-    """Load the model `choice` names; without one, the bundled default model (or a clear error
-    saying there is none yet)."""
-    if choice.config and choice.preset:
-        raise WetokError("give either --config or --preset, not both")
-    if choice.config and not choice.ckpt:
-        raise WetokError("--config describes a checkpoint's architecture: give the checkpoint with --ckpt")
-    if choice.ckpt:
-        arch = choice.config or choice.preset
-        model = load(choice.ckpt, config=arch, weights=choice.weights, device=choice.device, trust_pickle=choice.trust_pickle)
-        path = Path(choice.ckpt)
-        kind = "saved" if path.is_dir() else choice.weights
-        # no preset name: these weights are the file's, not the preset's released ones
-        ident = ModelIdentity(model.config.architecture_hash(), None, path.name, kind)
-        return LoadedModel(model, ident, config_entry=choice.config or choice.preset, ckpt_entry=choice.ckpt)
-    if choice.preset:
-        if choice.preset not in PRESETS:
-            raise WetokError(f"unknown preset {choice.preset!r}; known presets: {', '.join(PRESETS)}")
-        model = load(choice.preset, weights=choice.weights, device=choice.device, trust_pickle=choice.trust_pickle)
-        hub = model.config.hub
-        ident = identity_of(model.config, weights_file=hub.filename if hub else None, weights=choice.weights)
-        return LoadedModel(model, ident, config_entry=choice.preset, ckpt_entry=None)
-    if not default_model_available():
-        raise WetokError(
-            "no model given, and this wetok build has no default model yet: "
-            f"pass --preset NAME ({', '.join(PRESETS)}) or --ckpt FILE [--config YAML]"
-        )
-    model = load(None, device=choice.device)
-    return LoadedModel(model, identity_of(model.config, weights_file=DEFAULT_MODEL_NAME, weights="saved"))
-
-
-def open_tokens(path: Path, choice: ModelChoice, cache: ModelCache) -> tuple[LoadedModel, TokenSet]:
-    """Read a token file and find the model that decodes it: the user's when given, else the one
-    the file names (a preset; a weights file beside the token file or in the working directory;
-    an original JSON file's "config"/"ckpt" entries, relative to the file when not found as
-    given). Checks that model and tokens fit together."""
-    source = str(path)
-    if choice.given:
-        loaded = cache.get(choice)
-        tokens = read_tokens(path, downsample=loaded.model.downsample, groups=loaded.model.groups)
-    else:
-        try:
-            tokens = read_tokens(path)
-        except GridUnknownError as exc:
-            loaded = cache.get(_choice_from_file(None, exc.model_hint, choice, source))
-            tokens = read_tokens(path, downsample=loaded.model.downsample, groups=loaded.model.groups)
-        else:
-            loaded = cache.get(_choice_from_file(tokens.identity, tokens.model_hint, choice, source))
-    if tokens.bits_per_group < 0:
-        tokens = finish_json_tokens(tokens, loaded.model.config, source)
-    else:
-        check_compatible(tokens, loaded.model.config, source)
-    return loaded, tokens
-
-
-def _choice_from_file(ident: ModelIdentity | None, hint: dict[str, str], choice: ModelChoice, source: str) -> ModelChoice:
-    base = dict(device=choice.device, trust_pickle=choice.trust_pickle)
-    weights = ident.weights if ident and ident.weights in ("ema", "raw") else choice.weights
-    if hint.get("ckpt"):
-        ckpt = Path(hint["ckpt"])
-        if not ckpt.exists():
-            raise WetokError(f"{source}: the model it names ({hint['ckpt']}) is not found; pass --ckpt (and --config)")
-        cfg = hint.get("config")
-        usable = cfg if cfg and (cfg in PRESETS or Path(cfg).is_file()) else None
-        return ModelChoice(ckpt=str(ckpt), config=usable, weights=weights, **base)  # type: ignore[arg-type]
-    if ident and ident.preset in PRESETS:
-        return ModelChoice(preset=ident.preset, weights=weights, **base)  # type: ignore[arg-type]
-    if ident and ident.weights_file == DEFAULT_MODEL_NAME and default_model_available():
-        return choice  # no model given: the bundled default model (its architecture is checked next)
-    if ident and ident.weights_file:
-        for folder in (Path(source).parent, Path.cwd()):
-            candidate = folder / ident.weights_file
-            if candidate.exists():
-                # a released-layout YAML of the same name beside the weights gives the architecture
-                yaml = next((str(y) for y in (candidate.with_suffix(".yaml"), candidate.with_suffix(".yml")) if y.is_file()), None)
-                return ModelChoice(ckpt=str(candidate), config=yaml if candidate.is_file() else None, weights=weights, **base)  # type: ignore[arg-type]
-        raise WetokError(
-            f"{source}: made with weights {ident.weights_file!r} (architecture {ident.architecture}), not found beside "
-            "the file or in the working directory; pass --ckpt"
-        )
-    if hint.get("config") in PRESETS:
-        return ModelChoice(preset=hint["config"], weights=weights, **base)  # type: ignore[arg-type]
-    if default_model_available():
-        return choice
-    raise WetokError(f"{source}: the file names no model it was made with; pass --ckpt/--config or --preset")
-
-
-# ---- sizing -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SizePolicy:
-    """How images are sized before encoding: `size` 0 = own resolution, else N with `resize`
-    "crop" (shorter side + centre crop) or "stretch" (N x N bicubic)."""
-
-    size: int = 256
-    resize: Literal["crop", "stretch"] = "crop"
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
-
-    def __post_init__(self) -> None:
-        if self.size < 0:
-            raise WetokError(f"--size must be 0 (own resolution) or a positive number of pixels, got {self.size}")
-        if self.resize not in ("crop", "stretch"):
-            raise WetokError(f"resize must be 'crop' or 'stretch', got {self.resize!r}")
+Resize = Literal["crop", "stretch"]
 
 
 @dataclass
@@ -209,119 +86,334 @@ class PreparedImage:
         return int(self.pixels.shape[-2]), int(self.pixels.shape[-1])
 
 
-def prepare_image(image: Image.Image, policy: SizePolicy, downsample: int, source: str) -> PreparedImage:
-    """Size an RGB PIL image by `policy` and pad it for a model with downsample factor f."""
-    array = np.asarray(image)
-    height, width = array.shape[:2]
-    if policy.size == 0:
-        if height < downsample or width < downsample:
-            raise WetokError(
-                f"{source}: image {width}x{height} is smaller than one token ({downsample}x{downsample} pixels)"
-            )
-    elif policy.size < downsample:
-        raise WetokError(f"--size {policy.size} is smaller than one token ({downsample} pixels)")
-    elif policy.resize == "crop":
-        array = resize_shorter_center_crop(array, policy.size)
-    else:
-        array = stretch_resize(array, policy.size)
-    padded, box = pad_to_multiple(to_tensor(array), downsample)
-    return PreparedImage(padded, box, (height, width))
+@dataclass(frozen=True)
+class Codec:
+    """Images <-> token sets with one model and one set of options.
 
-
-def load_image(path: Path, policy: SizePolicy, downsample: int) -> PreparedImage:
-    """Read an image file (EXIF, modes, bomb guard: `images.read_image`) and prepare it."""
-    return prepare_image(read_image(path, max_pixels=policy.max_pixels), policy, downsample, str(path))
-
-
-# ---- encode / decode --------------------------------------------------------------------------
-def _tiled(pixels: int, tile: TileSpec | None) -> bool:
-    return tile is not None and pixels > AUTO_TILE_PIXELS
-
-
-def encode_images(
-    loaded: LoadedModel, images: list[PreparedImage], policy: SizePolicy, tile: TileSpec | None = TileSpec()
-) -> list[TokenSet]:
-    """Encode same-sized prepared images in one batch (tiled, one at a time, when large)."""
-    model = loaded.model
-    height, width = images[0].shape
-    if any(im.shape != (height, width) for im in images):
-        raise WetokError("a batch must hold images of one size")
-    if _tiled(height * width, tile):
-        assert tile is not None
-        tokens = torch.cat([encode_tiled(model, im.pixels, tile) for im in images])
-    else:
-        tokens = model.encode(torch.cat([im.pixels for im in images])).cpu()
-    resize = "none" if policy.size == 0 else policy.resize
-    return [
-        TokenSet(
-            tokens=tokens[i : i + 1],
-            bits_per_group=model.bits_per_group,
-            downsample=model.downsample,
-            identity=loaded.identity,
-            crop=im.crop,
-            original_size=im.original_size,
-            resize=resize,  # type: ignore[arg-type]
-            size=policy.size,
-        )
-        for i, im in enumerate(images)
-    ]
-
-
-def image_noise(model: Tokenizer, grid: tuple[int, int], seed: int) -> torch.Tensor | None:
-    """The generative decoder's noise for one image: float32 (1, C, h, w) standard normal from a
-    CPU generator seeded with `seed` (so a picture decodes the same in any batch); None for the
-    plain decoder."""
-    if not model.config.generative:
-        return None
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn((1, model.config.latent_channels, *grid), generator=generator)
-
-
-def decode_tokens(
-    model: Tokenizer,
-    tokens: TokenSet,
-    *,
-    noise: torch.Tensor | None = None,
-    seed: int = 0,
-    tile: TileSpec | None = TileSpec(),
-) -> torch.Tensor:
-    """A token set -> its pictures: float32 (N, 3, crop.height, crop.width) in [-1, 1] on the CPU.
-
-    `noise` (N, C, h, w) sets the generative decoder's noise exactly; otherwise each image gets
-    `image_noise(model, grid, seed)`. Large grids are decoded in tiles unless `tile` is None.
+    Attributes:
+        model: the tokenizer. None only for decoding token files, each with the model it names
+            (a preset, a weights file beside it, the bundled default model).
+        size: 0 (own resolution) or N pixels, with `resize` "crop" or "stretch" (module docstring).
+        max_pixels: images over this many pixels are refused as possible decompression bombs
+            (None: no limit).
+        tile: window size for images over `AUTO_TILE_PIXELS` (None: never tile).
+        seed: the generative decoder's noise seed (image i of a run uses seed + i).
+        batch_size: images per forward pass (same-sized images only).
+        progress: show progress bars (None: only on a terminal).
+        device, weights, trust_pickle: how a model that a token file names is loaded.
     """
-    n = tokens.num_images
-    h, w = tokens.grid
-    f = model.downsample
-    if noise is not None and tuple(noise.shape) != (n, model.config.latent_channels, h, w):
-        raise WetokError(f"noise must have shape {(n, model.config.latent_channels, h, w)}, got {tuple(noise.shape)}")
-    if noise is None and model.config.generative:
-        noise = torch.cat([image_noise(model, (h, w), seed) for _ in range(n)])  # type: ignore[misc]
-    if _tiled(h * w * f * f, tile):
-        assert tile is not None
-        pictures = torch.cat(
-            [decode_tiled(model, tokens.tokens[i : i + 1], tile, noise=None if noise is None else noise[i : i + 1]) for i in range(n)]
+
+    model: Tokenizer | None = None
+    size: int = 256
+    resize: Resize = "crop"
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    tile: TileSpec | None = field(default_factory=TileSpec)
+    seed: int = 0
+    batch_size: int = 8
+    progress: bool | None = None
+    device: str | torch.device | None = None
+    weights: Literal["ema", "raw"] = "ema"
+    trust_pickle: bool = False
+    _models: dict[tuple, Tokenizer] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            raise WetokError(f"--size must be 0 (own resolution) or a positive number of pixels, got {self.size}")
+        if self.resize not in ("crop", "stretch"):
+            raise WetokError(f"resize must be 'crop' or 'stretch', got {self.resize!r}")
+        if self.batch_size < 1:
+            raise WetokError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.max_pixels is not None and self.max_pixels < 0:
+            raise WetokError(f"--max-pixels must be 0 (no limit) or positive, got {self.max_pixels}")
+        if self.model is not None and 0 < self.size < self.model.downsample:
+            raise WetokError(f"--size {self.size} is smaller than one token of this model ({self.model.downsample} pixels)")
+
+    def _require_model(self) -> Tokenizer:
+        if self.model is None:
+            raise WetokError("encoding needs a model: Codec(model=...)")
+        return self.model
+
+    # ---- one image -------------------------------------------------------------------------------
+    def prepare(self, image: Image.Image | np.ndarray, source: str = "image") -> PreparedImage:
+        """Size an RGB PIL image or uint8 array (H, W, 3) by `size`/`resize` and pad it to
+        multiples of the model's f."""
+        f = self._require_model().downsample
+        array = np.asarray(to_rgb(image)) if isinstance(image, Image.Image) else np.asarray(image)
+        height, width = array.shape[:2]
+        if self.size == 0:
+            if height < f or width < f:
+                raise WetokError(f"{source}: image {width}x{height} is smaller than one token ({f}x{f} pixels)")
+        elif self.resize == "crop":
+            array = resize_shorter_center_crop(array, self.size)
+        else:
+            array = stretch_resize(array, self.size)
+        padded, box = pad_to_multiple(to_tensor(array), f)
+        return PreparedImage(padded, box, (height, width))
+
+    def load_image(self, path: str | Path) -> PreparedImage:
+        """Read an image file (EXIF, modes, bomb guard: `images.read_image`) and prepare it."""
+        return self.prepare(read_image(path, max_pixels=self.max_pixels), str(path))
+
+    def encode_prepared(self, images: list[PreparedImage]) -> list[TokenSet]:
+        """Encode same-sized prepared images in one batch (tiled, one at a time, when large)."""
+        model = self._require_model()
+        height, width = images[0].shape
+        if any(im.shape != (height, width) for im in images):
+            raise WetokError("a batch must hold images of one size")
+        if self._tiled(height * width):
+            assert self.tile is not None
+            tokens = torch.cat([encode_tiled(model, im.pixels, self.tile) for im in images])
+        else:
+            tokens = model.encode(torch.cat([im.pixels for im in images])).cpu()
+        resize = "none" if self.size == 0 else self.resize
+        return [
+            TokenSet(
+                tokens=tokens[i : i + 1],
+                bits_per_group=model.bits_per_group,
+                downsample=model.downsample,
+                identity=model.identity,
+                crop=im.crop,
+                original_size=im.original_size,
+                resize=resize,  # type: ignore[arg-type]
+                size=self.size,
+            )
+            for i, im in enumerate(images)
+        ]
+
+    def encode(self, image: Image.Image | np.ndarray | str | Path) -> TokenSet:
+        """One image (PIL, uint8 array (H, W, 3) or a file) -> its one-image `TokenSet`."""
+        prepared = self.load_image(image) if isinstance(image, (str, Path)) else self.prepare(image)
+        return self.encode_prepared([prepared])[0]
+
+    def decode(
+        self, tokens: TokenSet, *, indices: Sequence[int] | None = None, model: Tokenizer | None = None
+    ) -> torch.Tensor:
+        """A token set -> its pictures: float32 (N, 3, crop.height, crop.width) in [-1, 1] on the CPU.
+
+        Image k is image `indices[k]` of the run (default k) and gets the generative decoder's
+        noise from seed + indices[k]. Large grids are decoded in tiles unless `tile` is None.
+        `model` defaults to the codec's.
+        """
+        model = model or self._require_model()
+        n = tokens.num_images
+        h, w = tokens.grid
+        f = model.downsample
+        noise = None
+        if model.config.generative:
+            order = range(n) if indices is None else indices
+            noise = seeded_noise((model.config.latent_channels, h, w), [self.seed + i for i in order])
+        if self._tiled(h * w * f * f):
+            assert self.tile is not None
+            pictures = torch.cat(
+                [decode_tiled(model, tokens.tokens[i : i + 1], self.tile, noise=None if noise is None else noise[i : i + 1]) for i in range(n)]
+            )
+        else:
+            pictures = model.decode(tokens.tokens, noise=noise).float().cpu()
+        assert tokens.crop is not None
+        return crop(pictures, tokens.crop)
+
+    def decode_images(self, tokens: TokenSet) -> list[Image.Image]:
+        """A token set -> its pictures as RGB PIL images."""
+        return to_pil(self.decode(tokens))
+
+    def _tiled(self, pixels: int) -> bool:
+        return self.tile is not None and pixels > AUTO_TILE_PIXELS
+
+    # ---- the model a token file names -------------------------------------------------------------
+    def open_tokens(self, path: Path) -> tuple[Tokenizer, TokenSet]:
+        """Read a token file and find the model that decodes it: the codec's when it has one, else
+        the one the file names (a preset; a weights file beside the token file or in the working
+        directory; an original JSON file's "config"/"ckpt" entries, relative to the file when not
+        found as given). Checks that model and tokens fit together."""
+        source = str(path)
+        if self.model is not None:
+            model = self.model
+            tokens = read_tokens(path, downsample=model.downsample, groups=model.groups)
+        else:
+            try:
+                tokens = read_tokens(path)
+            except GridUnknownError as exc:
+                model = self._model_named(None, exc.model_hint, source)
+                tokens = read_tokens(path, downsample=model.downsample, groups=model.groups)
+            else:
+                model = self._model_named(tokens.identity, tokens.model_hint, source)
+        if tokens.bits_per_group < 0:
+            tokens = finish_json_tokens(tokens, model.config, source)
+        else:
+            check_compatible(tokens, model.config, source)
+        return model, tokens
+
+    def _load_once(self, ckpt: str | None, config: str | None, weights: str) -> Tokenizer:
+        key = (ckpt, config, weights)
+        if key not in self._models:
+            self._models[key] = load(ckpt, config=config, weights=weights, device=self.device, trust_pickle=self.trust_pickle)  # type: ignore[arg-type]
+        return self._models[key]
+
+    def _model_named(self, ident: ModelIdentity | None, hint: dict[str, str], source: str) -> Tokenizer:
+        weights = ident.weights if ident and ident.weights in ("ema", "raw") else self.weights
+        if hint.get("ckpt"):
+            ckpt = Path(hint["ckpt"])
+            if not ckpt.exists():
+                raise WetokError(f"{source}: the model it names ({hint['ckpt']}) is not found; pass --ckpt (and --config)")
+            cfg = hint.get("config")
+            return self._load_once(str(ckpt), cfg if cfg and (cfg in PRESETS or Path(cfg).is_file()) else None, weights)
+        if ident and ident.preset in PRESETS:
+            return self._load_once(ident.preset, None, weights)
+        if ident and ident.weights_file == DEFAULT_MODEL_NAME and default_model_available():
+            return self._load_once(None, None, "ema")  # the bundled default model (its architecture is checked next)
+        if ident and ident.weights_file:
+            for folder in (Path(source).parent, Path.cwd()):
+                candidate = folder / ident.weights_file
+                if candidate.exists():
+                    # a released-layout YAML of the same name beside the weights gives the architecture
+                    yaml = next((str(y) for y in (candidate.with_suffix(".yaml"), candidate.with_suffix(".yml")) if y.is_file()), None)
+                    return self._load_once(str(candidate), yaml if candidate.is_file() else None, weights)
+            raise WetokError(
+                f"{source}: made with weights {ident.weights_file!r} (architecture {ident.architecture}), not found beside "
+                "the file or in the working directory; pass --ckpt"
+            )
+        if hint.get("config") in PRESETS:
+            return self._load_once(hint["config"], None, weights)
+        if default_model_available():
+            return self._load_once(None, None, "ema")
+        raise WetokError(f"{source}: the file names no model it was made with; pass --ckpt/--config or --preset")
+
+    # ---- many files --------------------------------------------------------------------------------
+    def encode_files(self, inputs: list[str], output: str, *, token_format: str = "wtok") -> Summary:
+        """Encode images to token files. `output` ending in `.json`/`.wtok` with one input image is
+        that file; several images into one `.wtok` file are packed into it (one size only);
+        otherwise `output` is a directory and each image gets a `token_format` file."""
+        self._require_model()
+        out_suffix = Path(output).suffix.lower()
+        many = len(inputs) > 1 or any(Path(p).is_dir() for p in inputs)
+        packed = many and out_suffix == WTOK_SUFFIX
+        if many and out_suffix == ".json":
+            raise WetokError(f"{output}: a JSON token file holds one image; give a directory or a .wtok file for several")
+        jobs, ignored, single = plan_jobs(inputs, output, accept=_is_image, target_suffix=f".{token_format}", single_output=packed)
+        collected: list[TokenSet] = []
+
+        def load_job(job: Job, first: int) -> list[Item]:
+            check_target(job)
+            image = self.load_image(job.source)
+            if not packed:
+                prepare_target(job.target)
+            return [Item(job.source, job.target, image.shape, image, first)]
+
+        def process(items: list[Item]) -> list[BaseException | None]:
+            results: list[BaseException | None] = []
+            for item, tokens in zip(items, self.encode_prepared([it.payload for it in items])):
+                try:
+                    if packed:
+                        _check_packable(collected, tokens, item.source)
+                        collected.append(tokens)
+                    else:
+                        write_tokens(item.target, tokens)
+                    results.append(None)
+                except (WetokError, OSError) as exc:
+                    results.append(exc)
+            return results
+
+        summary = self._run(jobs, load_job, process, single, ignored)
+        if packed and collected:
+            prepare_target(Path(output))
+            write_tokens(output, pack(collected))
+        return summary
+
+    def decode_files(self, inputs: list[str], output: str, *, image_suffix: str = ".png") -> Summary:
+        """Decode token files (`.wtok`, JSON) to images. A file of N > 1 images gives
+        `<name>_0000.png` ... Without a model, each file's own model is used."""
+        jobs, ignored, single = plan_jobs(inputs, output, accept=_is_tokens, target_suffix=image_suffix, single_output=False)
+
+        def load_job(job: Job, first: int) -> list[Item]:
+            check_target(job)
+            image_format(job.target)
+            model, tokens = self.open_tokens(job.source)
+            prepare_target(job.target)
+            targets = _image_targets(job.target, tokens.num_images)
+            return [
+                Item(job.source, target, (id(model), tokens.grid, tokens.crop), (model, tokens.image(i)), first + i)
+                for i, target in enumerate(targets)
+            ]
+
+        def process(items: list[Item]) -> list[BaseException | None]:
+            return self._decode_and_save(items[0].payload[0], [it.payload[1] for it in items], items)
+
+        return self._run(jobs, load_job, process, single, ignored)
+
+    def reconstruct_files(self, inputs: list[str], output: str, *, image_suffix: str = ".png") -> Summary:
+        """Encode and decode images in one go (no token file); outputs are images."""
+        model = self._require_model()
+        jobs, ignored, single = plan_jobs(inputs, output, accept=_is_image, target_suffix=image_suffix, single_output=False)
+
+        def load_job(job: Job, first: int) -> list[Item]:
+            check_target(job)
+            image_format(job.target)
+            image = self.load_image(job.source)
+            prepare_target(job.target)
+            return [Item(job.source, job.target, (image.shape, image.crop), image, first)]
+
+        def process(items: list[Item]) -> list[BaseException | None]:
+            return self._decode_and_save(model, self.encode_prepared([it.payload for it in items]), items)
+
+        return self._run(jobs, load_job, process, single, ignored)
+
+    def _run(self, jobs: list[Job], load_job, process, single: bool, ignored: int) -> Summary:  # type: ignore[no-untyped-def]
+        summary = run(jobs, load=load_job, process=process, batch_size=self.batch_size, total=len(jobs), single=single,
+                      progress=self.progress)
+        summary.ignored = ignored
+        return summary
+
+    def _decode_and_save(self, model: Tokenizer, sets: list[TokenSet], items: list[Item]) -> list[BaseException | None]:
+        """Decode one-image token sets of one grid as a batch (image k's noise from its run index);
+        write each item's picture."""
+        pictures = self.decode(pack(sets), indices=[it.index for it in items], model=model)
+        results: list[BaseException | None] = []
+        for i, item in enumerate(items):
+            try:
+                save_image(item.target, pictures[i : i + 1])
+                results.append(None)
+            except (WetokError, OSError) as exc:
+                results.append(exc)
+        return results
+
+
+def pack(token_sets: list[TokenSet]) -> TokenSet:
+    """Several one-image token sets of one grid -> one N-image set (for a packed `.wtok` file).
+    The original size is kept when all agree, else recorded as 0 x 0 (various)."""
+    first = token_sets[0]
+    sizes = {ts.original_size for ts in token_sets}
+    crops = {ts.crop for ts in token_sets}
+    if len(crops) > 1:
+        raise WetokError("packed images must share one crop box (encode them with --size N)")
+    return TokenSet(
+        tokens=torch.cat([ts.tokens for ts in token_sets]),
+        bits_per_group=first.bits_per_group,
+        downsample=first.downsample,
+        identity=first.identity,
+        crop=first.crop,
+        original_size=first.original_size if len(sizes) == 1 else (0, 0),
+        resize=first.resize,
+        size=first.size,
+    )
+
+
+def _check_packable(collected: list[TokenSet], tokens: TokenSet, source: Path) -> None:
+    if collected and collected[0].tokens.shape != tokens.tokens.shape:
+        raise WetokError(
+            f"{source}: token grid {tokens.grid} differs from the first image's {collected[0].grid}; "
+            "a .wtok file packs one size (use --size N, or a directory output)"
         )
-    else:
-        pictures = model.decode(tokens.tokens, noise=noise).float().cpu()
-    assert tokens.crop is not None
-    return crop(pictures, tokens.crop)
 
 
-# ---- writing images ---------------------------------------------------------------------------
-def image_format(path: Path) -> str:
-    """Pillow's format name for an output path's suffix; a clear error for unknown suffixes."""
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None or fmt not in Image.SAVE:
-        raise WetokError(f"{path}: cannot tell the image format to write from the suffix {path.suffix!r} (use .png, .jpg, .webp, ...)")
-    return fmt
+def _image_targets(target: Path, count: int) -> list[Path]:
+    if count == 1:
+        return [target]
+    return [target.with_name(f"{target.stem}_{i:04d}{target.suffix}") for i in range(count)]
 
 
-def save_image(path: Path, pixels: torch.Tensor) -> Path:
-    """Write one picture, float (1, 3, H, W) or (3, H, W) in [-1, 1], atomically (temporary file
-    then rename). JPEG at quality 95."""
-    fmt = image_format(path)
-    image = Image.fromarray(to_uint8(pixels)[0])
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    atomic_write(path, lambda p: image.save(p, format=fmt, **options))
-    return path
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _is_tokens(path: Path) -> bool:
+    return path.suffix.lower() in TOKEN_SUFFIXES

@@ -31,6 +31,32 @@ class HubWeights:
 
 
 @dataclass(frozen=True)
+class ModelIdentity:
+    """Which model made a set of tokens: what token files record and decoding checks.
+
+    Attributes:
+        architecture: `TokenizerConfig.architecture_hash()` (16 hex digits); decoding checks it.
+        preset: the preset name (`wetok.PRESETS`) when the weights are a released preset's.
+        weights_file: the weights file's name (a `.ckpt`, or a saved model directory's name).
+        weights: "ema", "raw" or "saved" (a `Tokenizer.save` directory holds one set).
+        ckpt, config: the checkpoint path and the config (YAML path or preset name) as the user
+            gave them to `wetok.load`; the original tool's JSON token files record them. They do
+            not take part in comparisons (the same model named by another path is the same model).
+    """
+
+    architecture: str
+    preset: str | None = None
+    weights_file: str | None = None
+    weights: str = "ema"
+    ckpt: str | None = dataclasses.field(default=None, compare=False)
+    config: str | None = dataclasses.field(default=None, compare=False)
+
+    def describe(self) -> str:
+        name = self.preset or self.weights_file or "an unnamed model"
+        return f"{name} (architecture {self.architecture})"
+
+
+@dataclass(frozen=True)
 class TokenizerConfig:
     """One WeTok architecture.
 
@@ -111,11 +137,6 @@ class TokenizerConfig:
     def codebook_size(self) -> int:
         """2**b, the number of distinct tokens of one group (`n_embed` in the released YAML)."""
         return 2**self.bits_per_group
-
-    @property
-    def bits_per_position(self) -> int:
-        """C: bits of the full token at one latent position."""
-        return self.latent_channels
 
     def compression_ratio(self, height: int = 256, width: int = 256) -> float:
         """Raw 24-bit RGB bits over token bits for an image of the given size (multiples of f)."""

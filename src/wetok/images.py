@@ -1,19 +1,30 @@
-"""Conversions between PIL images / uint8 arrays and the model's image tensors.
+"""Images, the one place: reading and listing image files, converting between PIL images /
+uint8 arrays and the model's tensors, the resize and crop protocols, padding to the token grid,
+and writing image files.
 
 Model tensors: float (B, 3, H, W) in [-1, 1], pixel value v in 0..255 maps to v / 127.5 - 1.
+
+`resize_shorter_center_crop` is the released evaluation protocol: the shorter side resized to
+`size` with bilinear interpolation exactly as OpenCV's INTER_LINEAR computes it (the original
+uses albumentations `SmallestMaxSize` + `CenterCrop`, both OpenCV-based), then a centre crop.
 """
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .errors import WetokError
-from .files import require_file
+from .files import atomic_write, require_file
+
+Uint8Mode = Literal["round", "truncate"]
 
 
 def _array_to_hwc_uint8(array: np.ndarray) -> np.ndarray:
@@ -63,20 +74,23 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
 
-def list_images(root: str | Path) -> list[Path]:
+def list_images(root: str | Path, *, limit: int | None = None) -> list[Path]:
     """Image files under `root`, recursively, hidden files and folders left out, sorted by their
-    path relative to `root` (so image i is the same file for every process and run). May be
-    empty; raises `WetokError` when `root` is missing or not a folder."""
+    path relative to `root` (so image i is the same file for every process and run); the first
+    `limit` of them when given. May be empty; raises `WetokError` when `root` is missing or not a
+    folder."""
     root = Path(root)
     if not root.exists():
         raise WetokError(f"{root}: no such folder")
     if not root.is_dir():
         raise WetokError(f"{root}: not a folder of images")
+    if limit is not None and limit <= 0:
+        raise WetokError(f"limit must be positive, got {limit}")
     files = (
         p for p in root.rglob("*")
         if is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())[:limit]
 
 
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
@@ -84,42 +98,55 @@ DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 
 def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Read an image file as 8-bit RGB, the way every wetok tool does.
+    """Read an image file as 8-bit RGB, the way every wetok tool does (`decode_image`).
 
-    EXIF orientation is applied; grayscale, palette, CMYK and 16-bit images are converted;
-    transparency is composited on white. Images over `max_pixels` pixels are refused as possible
-    decompression bombs (`max_pixels=None` lifts the guard for trusted files). Raises `WetokError`
-    with a one-line message naming the file for missing, empty, truncated or non-image files.
+    Raises `WetokError` with a one-line message naming the file for missing, empty, truncated,
+    oversized or non-image files.
     """
-    from PIL import ImageOps, UnidentifiedImageError
-
     path = Path(path)
     require_file(path, "an image", WetokError)
     try:
         if path.stat().st_size == 0:
             raise WetokError(f"{path}: empty file")
-        # Pillow's own guard is replaced by the explicit check below (same default limit), so
-        # that the message names the file and the override.
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            with Image.open(path) as im:
-                pixels = im.width * im.height
-                if max_pixels is not None and pixels > max_pixels:
-                    raise WetokError(
-                        f"{path}: {im.width}x{im.height} = {pixels} pixels exceeds the decompression-bomb limit of "
-                        f"{max_pixels}; allow it explicitly if you trust the file (max_pixels=None; command line: --max-pixels 0)"
-                    )
-                im.load()
-                return to_rgb(ImageOps.exif_transpose(im)).copy()
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
+        with path.open("rb") as fh:
+            return decode_image(fh, str(path), max_pixels=max_pixels)
+    except OSError as exc:
+        raise WetokError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def decode_image(data: bytes | io.IOBase, name: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode an image (bytes or a binary file object) as 8-bit RGB.
+
+    EXIF orientation is applied; grayscale, palette, CMYK and 16-bit images are converted;
+    transparency is composited on white. Images over `max_pixels` pixels are refused as possible
+    decompression bombs (`max_pixels=None` lifts the guard for trusted files). Raises `WetokError`
+    with a one-line message naming `name` for empty, truncated or non-image data.
+    """
+    from PIL import ImageOps, UnidentifiedImageError
+
+    source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+    # Pillow's own guard is replaced by the explicit check below (same default limit), so
+    # that the message names the file and the override.
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(source) as im:
+            pixels = im.width * im.height
+            if max_pixels is not None and pixels > max_pixels:
+                raise WetokError(
+                    f"{name}: {im.width}x{im.height} = {pixels} pixels exceeds the decompression-bomb limit of "
+                    f"{max_pixels}; allow it explicitly if you trust the file (max_pixels=None; command line: --max-pixels 0)"
+                )
+            im.load()
+            return to_rgb(ImageOps.exif_transpose(im)).copy()
     except WetokError:
         raise
     except UnidentifiedImageError:
-        raise WetokError(f"{path}: not an image, or a format Pillow cannot read") from None
+        raise WetokError(f"{name}: not an image, or a format Pillow cannot read") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise WetokError(f"{path}: truncated or corrupt image ({str(exc).strip() or type(exc).__name__})") from None
+        raise WetokError(f"{name}: truncated or corrupt image ({str(exc).strip() or type(exc).__name__})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def to_tensor(images: "Image.Image | np.ndarray | torch.Tensor | Sequence[Image.Image]") -> torch.Tensor:
@@ -154,13 +181,107 @@ def to_tensor(images: "Image.Image | np.ndarray | torch.Tensor | Sequence[Image.
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Float (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3): clamp, (x + 1) * 127.5, round."""
+    """Float (B, 3, H, W) (or (3, H, W)) in [-1, 1] -> uint8 (B, H, W, 3) numpy on the CPU:
+    clamp, (x + 1) * 127.5, round."""
     if images.dim() == 3:
         images = images[None]
-    scaled = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round()
-    return scaled.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return to_uint8_tensor(images.detach().float()).cpu().numpy()
+
+
+def to_uint8_tensor(images: torch.Tensor, mode: Uint8Mode = "round") -> torch.Tensor:
+    """Float (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3) on the same device: clamp, then
+    "round": round((x + 1) * 127.5), or "truncate": as the original scripts, int((x + 1) / 2 * 255)."""
+    images = images.clamp(-1, 1)
+    scaled = ((images + 1) * 127.5).round() if mode == "round" else (images + 1) / 2 * 255
+    return scaled.to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """Float (B, 3, H, W) in [-1, 1] -> B RGB PIL images."""
     return [Image.fromarray(a) for a in to_uint8(images)]
+
+
+# ---- resize and crop protocols (uint8 (H, W, 3) arrays in, uint8 arrays out) -----------------------
+def resize_shorter_side(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 (H, W, 3) so that its shorter side is `size`; the other side becomes
+    round(side * size / shorter) (Python rounding, as albumentations). OpenCV INTER_LINEAR."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if min(h, w) <= 0:
+        raise WetokError(f"empty image ({h}x{w})")
+    scale = size / float(min(h, w))
+    if scale == 1.0:
+        return image
+    new_h, new_w = round(h * scale), round(w * scale)
+    return cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+
+
+def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Crop the central height x width window of (H, W, ...); top-left at ((H-h)//2, (W-w)//2)."""
+    h, w = image.shape[:2]
+    if h < height or w < width:
+        raise WetokError(f"cannot crop {height}x{width} from a {h}x{w} image")
+    top, left = (h - height) // 2, (w - width) // 2
+    return image[top : top + height, left : left + width]
+
+
+def resize_shorter_center_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The evaluation protocol: shorter side to `size` (bilinear), centre crop size x size."""
+    return center_crop(resize_shorter_side(image, size), size, size)
+
+
+def stretch_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize to size x size ignoring the aspect ratio, bicubic (PIL), as the original encode tool."""
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
+
+
+# ---- padding to the token grid (tensors) ----------------------------------------------------------
+@dataclass(frozen=True)
+class CropBox:
+    """Where the original image sits inside a padded one: rows [top, top+height), columns [left, left+width)."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def pad_to_multiple(images: torch.Tensor, multiple: int, value: float = 0.0) -> tuple[torch.Tensor, CropBox]:
+    """Pad (B, C, H, W) centrally with `value` so that H and W become multiples of `multiple`.
+
+    The extra row/column of an odd padding goes to the bottom/right. Returns the padded tensor
+    and the box that `crop` uses to undo it. Zero in [-1, 1] images is mid-grey, as the original
+    evaluation pads.
+    """
+    h, w = images.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    top, left = ph // 2, pw // 2
+    box = CropBox(top, left, h, w)
+    if ph == 0 and pw == 0:
+        return images, box
+    return F.pad(images, (left, pw - left, top, ph - top), value=value), box
+
+
+def crop(images: torch.Tensor, box: CropBox) -> torch.Tensor:
+    """Undo `pad_to_multiple`: (B, C, H', W') -> (B, C, box.height, box.width)."""
+    return images[..., box.top : box.top + box.height, box.left : box.left + box.width]
+
+
+# ---- writing image files --------------------------------------------------------------------------
+def image_format(path: Path) -> str:
+    """Pillow's format name for an output path's suffix; a clear error for unknown suffixes."""
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise WetokError(f"{path}: cannot tell the image format to write from the suffix {path.suffix!r} (use .png, .jpg, .webp, ...)")
+    return fmt
+
+
+def save_image(path: Path, pixels: torch.Tensor) -> Path:
+    """Write one picture, float (1, 3, H, W) or (3, H, W) in [-1, 1], atomically (temporary file
+    then rename). JPEG and WebP at quality 95."""
+    fmt = image_format(path)
+    image = Image.fromarray(to_uint8(pixels)[0])
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    atomic_write(path, lambda p: image.save(p, format=fmt, **options))
+    return path

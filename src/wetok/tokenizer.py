@@ -10,16 +10,17 @@ Conventions (all public methods):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .config import TokenizerConfig
+from .config import ModelIdentity, TokenizerConfig
 from .errors import WetokError
+from .images import crop, pad_to_multiple
 from .nn import Decoder, Encoder, GroupLFQ, QuantizerOutput
 
 if TYPE_CHECKING:
@@ -27,35 +28,19 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
-@dataclass(frozen=True)
-class CropBox:
-    """Where the original image sits inside a padded one: rows [top, top+height), columns [left, left+width)."""
+def seeded_noise(latent_shape: tuple[int, int, int], seeds: Sequence[int]) -> torch.Tensor:
+    """The generative decoder's noise: float32 (len(seeds), C, h, w) for a latent of shape
+    (C, h, w), image k standard normal from a CPU generator seeded with `seeds[k]`.
 
-    top: int
-    left: int
-    height: int
-    width: int
-
-
-def pad_to_multiple(images: torch.Tensor, multiple: int, value: float = 0.0) -> tuple[torch.Tensor, CropBox]:
-    """Pad (B, C, H, W) centrally with `value` so that H and W become multiples of `multiple`.
-
-    The extra row/column of an odd padding goes to the bottom/right. Returns the padded tensor
-    and the box that `crop` uses to undo it. Zero in [-1, 1] images is mid-grey, as the original
-    evaluation pads.
+    The seeding rule of every wetok tool (`Tokenizer.decode(seed=...)`, `Codec`, the command line,
+    evaluation, training's held-out evaluation): image i of a run, counted in the order of its
+    inputs (a file that cannot be read counts as one image, a token file of N images as N), gets
+    `seed + i`, so a picture decodes the same whatever the batching.
     """
-    h, w = images.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    top, left = ph // 2, pw // 2
-    box = CropBox(top, left, h, w)
-    if ph == 0 and pw == 0:
-        return images, box
-    return F.pad(images, (left, pw - left, top, ph - top), value=value), box
-
-
-def crop(images: torch.Tensor, box: CropBox) -> torch.Tensor:
-    """Undo `pad_to_multiple`: (B, C, H', W') -> (B, C, box.height, box.width)."""
-    return images[..., box.top : box.top + box.height, box.left : box.left + box.width]
+    noise = torch.empty((len(seeds), *latent_shape))
+    for k, seed in enumerate(seeds):
+        noise[k] = torch.randn(latent_shape, generator=torch.Generator().manual_seed(int(seed)))
+    return noise
 
 
 @dataclass
@@ -73,11 +58,15 @@ class Tokenizer(nn.Module):
     Build an untrained model with `Tokenizer(config)` (works on the meta device too), or load
     released / saved weights with `wetok.load`. State-dict keys are `encoder.*` and `decoder.*`,
     exactly those of the released checkpoints.
+
+    `identity` says which model this is, as token files record it: `wetok.load` sets where the
+    weights came from; a model built here has only its architecture hash.
     """
 
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
         self.config = config
+        self.identity = ModelIdentity(config.architecture_hash())
         self.encoder = Encoder(config)
         self.quantizer = GroupLFQ(config.latent_channels, config.groups)
         self.decoder = Decoder(config)
@@ -166,15 +155,23 @@ class Tokenizer(nn.Module):
         return self.quantizer.codes_to_tokens(codes)
 
     def make_noise(
-        self, codes: torch.Tensor, *, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        codes: torch.Tensor,
+        *,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> torch.Tensor | None:
-        """The generative decoder's noise for `codes` (B, C, h, w): `noise` as given (checked), else
-        standard-normal from `generator` (on the generator's device, then moved), else None for the
-        plain decoder."""
+        """The generative decoder's noise for `codes` (B, C, h, w): `noise` as given (checked); else
+        with `seed`, image b's noise from seed + b (`seeded_noise`, the rule of every wetok tool);
+        else standard-normal from `generator` (on the generator's device, then moved), or the
+        global RNG. None for the plain decoder."""
         if not self.config.generative:
             if noise is not None:
                 raise WetokError("this model has a plain decoder: it takes no noise")
             return None
+        if noise is None and seed is not None:
+            noise = seeded_noise(tuple(codes.shape[1:]), range(seed, seed + codes.shape[0]))
         if noise is not None:
             if tuple(noise.shape) != tuple(codes.shape):
                 raise WetokError(f"noise must have the latent's shape {tuple(codes.shape)}, got {tuple(noise.shape)}")
@@ -184,37 +181,53 @@ class Tokenizer(nn.Module):
         return sample.to(device=codes.device, dtype=codes.dtype)
 
     def decode_codes(
-        self, codes: torch.Tensor, *, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        codes: torch.Tensor,
+        *,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> torch.Tensor:
         """Codes float (B, C, h, w) -> images float (B, 3, h*f, w*f), not clamped (about [-1, 1])."""
-        return self.decoder(codes, self.make_noise(codes, noise=noise, generator=generator))
+        return self.decoder(codes, self.make_noise(codes, noise=noise, generator=generator, seed=seed))
 
     @torch.no_grad()
     def decode(
-        self, tokens: torch.Tensor, *, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        tokens: torch.Tensor,
+        *,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> torch.Tensor:
         """Tokens int (B, h, w, G) -> images float (B, 3, h*f, w*f) clamped to [-1, 1].
 
         The generative decoder also takes standard-normal noise of the latent's shape (B, C, h, w):
-        pass `noise` to reproduce a decoding exactly, or a seeded `generator`; with neither, fresh
-        noise from the global RNG. The plain decoder is deterministic and takes neither.
+        pass `noise` to reproduce a decoding exactly, or `seed` (image b gets noise from seed + b,
+        as every wetok tool does), or a `generator`; with none, fresh noise from the global RNG.
+        The plain decoder is deterministic and takes none of them.
         """
-        return self.decode_codes(self.tokens_to_codes(tokens), noise=noise, generator=generator).clamp(-1, 1)
+        return self.decode_codes(self.tokens_to_codes(tokens), noise=noise, generator=generator, seed=seed).clamp(-1, 1)
 
     @torch.no_grad()
     def reconstruct(
-        self, images: torch.Tensor, *, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        images: torch.Tensor,
+        *,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> torch.Tensor:
         """Encode and decode images of any size: float (B, 3, H, W) in [-1, 1] -> same shape, clamped.
 
         Images are zero-padded centrally to multiples of f (as the original's original-resolution
         evaluation does), and the output is cropped back. `noise`, if given, has the padded
-        latent's shape (B, C, ceil(H/f), ceil(W/f)).
+        latent's shape (B, C, ceil(H/f), ceil(W/f)); `seed` and `generator` as in `decode`.
         """
         images = self._check_images(images, padded=False)
         padded, box = pad_to_multiple(images, self.downsample)
         codes = self.quantizer(self.encoder(padded)).quantized
-        return crop(self.decode_codes(codes, noise=noise, generator=generator), box).clamp(-1, 1)
+        return crop(self.decode_codes(codes, noise=noise, generator=generator, seed=seed), box).clamp(-1, 1)
 
     def forward(
         self, images: torch.Tensor, *, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
@@ -256,6 +269,6 @@ class Tokenizer(nn.Module):
     def save(self, directory: str | Path) -> Path:
         """Write `config.json` and `model.safetensors` into `directory` (created; files replaced
         atomically). `wetok.load(directory)` reads it back."""
-        from .checkpoint import save_tokenizer
+        from .weights import save_tokenizer
 
         return save_tokenizer(self, directory)

@@ -14,7 +14,7 @@ ignores: "token_grid" [h, w], "groups", "bits_per_group", "architecture" (hash),
 
 `.wtok` (version 1, all integers little-endian): a header of at most 128 bytes, then N images
 of exactly ceil(h*w*C/8) bytes each, C = G*b. The layout is documented field by field in
-`WTOK_LAYOUT` below and in the README ("Command line").
+docs/token-formats.md (a test checks that table against `_FIXED` and the writer).
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .files import atomic_write, require_file
-from .config import PRESETS, TokenizerConfig
+from .config import PRESETS, ModelIdentity, TokenizerConfig
 from .errors import WetokError
-from .tokenizer import CropBox
+from .files import atomic_write, require_file
+from .images import CropBox
+
 
 class GridUnknownError(WetokError):
     """An original JSON token file read without a model: its grid depends on the model's
@@ -58,62 +59,6 @@ TOKEN_SUFFIXES = (JSON_SUFFIX, WTOK_SUFFIX)
 
 # Fixed part of the header: 60 bytes, then two length-prefixed strings, then zero padding.
 _FIXED = struct.Struct("<4sBBHIHHHBBHHIIIIIII8s")
-WTOK_LAYOUT = """\
-offset size type    field
-0      4    bytes   magic "WTOK"
-4      1    u8      format version (1)
-5      1    u8      resize mode: 0 own resolution (padded to f), 1 shorter side + centre crop, 2 stretch
-6      2    u16     header size in bytes = offset of the token data (<= 128)
-8      4    u32     number of images N
-12     2    u16     token grid height h
-14     2    u16     token grid width w
-16     2    u16     groups G
-18     1    u8      bits per group b (C = G*b bits per grid cell)
-19     1    u8      weights: 0 EMA, 1 raw, 2 a saved wetok model
-20     2    u16     downsample factor f (decoded image: h*f x w*f pixels)
-22     2    u16     resize size (0 for own resolution)
-24     4    u32     original image height (before any resize; 0 x 0 when packed images differ)
-28     4    u32     original image width
-32     4    u32     crop box top    (in the decoded h*f x w*f image)
-36     4    u32     crop box left
-40     4    u32     crop box height (the output image's height)
-44     4    u32     crop box width  (the output image's width)
-48     4    u32     CRC-32 (zlib) of the whole file with these 4 bytes set to zero
-52     8    bytes   architecture hash: TokenizerConfig.architecture_hash(), 16 hex digits as 8 bytes
-60     1    u8      length P of the preset name (0: none)
-61     P    ascii   preset name
-61+P   1    u8      length W of the weights file name (0: none)
-62+P   W    utf-8   weights file name (base name, truncated to fit)
-62+P+W      zeros   padding up to the header size
-header      bytes   image 0: h*w*C bits, then image 1, ...; each image padded to whole bytes
-
-Bits of one image: for each grid cell in row-major order, for each group g = 0..G-1, the b bits of
-that group's token from least to most significant (bit i of group g = latent channel g*b+i is
-positive). Bit k of the image's stream is bit (k % 8) of byte k // 8 (least significant first);
-padding bits are zero.
-"""
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    """Which model made a token file.
-
-    Attributes:
-        architecture: `TokenizerConfig.architecture_hash()` (16 hex digits); decoding checks it.
-        preset: the preset name (`wetok.PRESETS`) when the weights are a released preset's.
-        weights_file: the weights file's name (a `.ckpt`, or a saved model directory's name).
-        weights: "ema", "raw" or "saved" (a `Tokenizer.save` directory holds one set).
-    """
-
-    architecture: str
-    preset: str | None = None
-    weights_file: str | None = None
-    weights: str = "ema"
-
-    def describe(self) -> str:
-        name = self.preset or self.weights_file or "an unnamed model"
-        return f"{name} (architecture {self.architecture})"
-
 
 @dataclass
 class TokenSet:
@@ -167,11 +112,6 @@ class TokenSet:
     def image(self, index: int) -> "TokenSet":
         """The token set of image `index` alone."""
         return replace(self, tokens=self.tokens[index : index + 1])
-
-
-def identity_of(config: TokenizerConfig, *, weights_file: str | None, weights: str) -> ModelIdentity:
-    """The `ModelIdentity` of a loaded model."""
-    return ModelIdentity(config.architecture_hash(), config.name, weights_file, weights)
 
 
 def check_compatible(tokens: TokenSet, config: TokenizerConfig, source: str) -> None:
@@ -320,8 +260,10 @@ def _original_dtype(flat: np.ndarray) -> np.dtype:
     return np.dtype(np.uint8 if peak < 256 else np.uint16 if peak < 65536 else np.int64)
 
 
-def json_document(tokens: TokenSet, *, config: str | None = None, ckpt: str | None = None) -> dict[str, Any]:
-    """The JSON document for a one-image `TokenSet` (original keys first, wetok's extras after)."""
+def json_document(tokens: TokenSet) -> dict[str, Any]:
+    """The JSON document for a one-image `TokenSet` (original keys first, wetok's extras after).
+    "config" and "ckpt" are the model's as the user named them (`ModelIdentity.config`/`ckpt`;
+    a preset's name for a preset)."""
     if tokens.num_images != 1:
         raise WetokError(f"a JSON token file holds one image, got {tokens.num_images} (use .wtok for several)")
     _check_range(tokens.tokens, tokens.bits_per_group, "tokens")
@@ -334,8 +276,8 @@ def json_document(tokens: TokenSet, *, config: str | None = None, ckpt: str | No
     ident = tokens.identity
     doc: dict[str, Any] = {
         "wetok": {"data": base64.b64encode(arr.tobytes()).decode("ascii"), "dtype": str(arr.dtype), "shape": [int(arr.size)]},
-        "config": config if config is not None else (ident.preset if ident else None),
-        "ckpt": ckpt,
+        "config": (ident.config or ident.preset) if ident else None,
+        "ckpt": ident.ckpt if ident else None,
         "image_size": h * f if h == w else [h * f, w * f],
         "token_grid": [h, w],
         "groups": tokens.groups,
@@ -366,6 +308,47 @@ def _int_list(value: Any, length: int, name: str, source: str) -> list[int]:
 def read_json_text(text: str, source: str, *, downsample: int | None = None, groups: int | None = None) -> TokenSet:
     """Parse a JSON token file. Files without wetok's extra keys (the original's) need the
     decoding model's `downsample` and `groups` to know the grid: pass them, or get a clear error."""
+    doc = _json_document(text, source)
+    flat = _json_tokens(doc["wetok"], source)
+    hint = {key: doc[key] for key in ("config", "ckpt") if isinstance(doc.get(key), str) and doc[key]}
+    f = _int(doc["downsample"], "downsample", source) if "downsample" in doc else downsample
+    g = _int(doc["groups"], "groups", source) if "groups" in doc else groups
+    if f is None or g is None:
+        raise GridUnknownError(f"{source}: the file does not say its grid; give the model (--ckpt/--config/--preset)", hint)
+    if f == 0 or g == 0:
+        raise WetokError(f"{source}: 'downsample' and 'groups' must be positive")
+    h, w = _json_grid(doc, flat.numel(), f, g, source)
+    b = _int(doc["bits_per_group"], "bits_per_group", source) if "bits_per_group" in doc else None
+    if b is not None:
+        if not 1 <= b <= 24:
+            raise WetokError(f"{source}: 'bits_per_group' must be 1..24, got {b}")
+        _check_range(flat, b, source)
+    crop = CropBox(*_int_list(doc["crop_box"], 4, "crop_box", source)) if "crop_box" in doc else None
+    if crop is not None and (crop.top + crop.height > h * f or crop.left + crop.width > w * f or not crop.height or not crop.width):
+        raise WetokError(f"{source}: crop_box {doc['crop_box']} lies outside the {h * f}x{w * f} image")
+    original = tuple(_int_list(doc["original_size"], 2, "original_size", source)) if "original_size" in doc else None
+    text_entries = {k: v for k, v in doc.items() if isinstance(v, str)}  # optional string entries, ignored when not strings
+    identity = None
+    if "architecture" in text_entries:
+        identity = ModelIdentity(text_entries["architecture"], text_entries.get("preset"), text_entries.get("weights_file"),
+                                 text_entries.get("weights", "ema"))
+    resize = text_entries.get("resize", "none")
+    size = doc.get("size")
+    return TokenSet(
+        tokens=flat.view(1, h, w, g),
+        bits_per_group=b if b is not None else -1,
+        downsample=f,
+        identity=identity,
+        crop=crop,
+        original_size=original,  # type: ignore[arg-type]
+        resize=resize if resize in RESIZE_CODES else "none",  # type: ignore[arg-type]
+        size=size if isinstance(size, int) and not isinstance(size, bool) and 0 <= size < 65536 else 0,
+        model_hint=hint,
+    )
+
+
+def _json_document(text: str, source: str) -> dict[str, Any]:
+    """The top-level object of a JSON token file, with its required keys checked."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -380,7 +363,11 @@ def read_json_text(text: str, source: str, *, downsample: int | None = None, gro
         raise WetokError(f"{source}: 'wetok' must be an object with data, dtype and shape")
     if missing:
         raise WetokError(f"{source}: token file is missing {', '.join(repr(m) for m in missing)}")
-    assert isinstance(payload, dict)
+    return doc
+
+
+def _json_tokens(payload: dict[str, Any], source: str) -> torch.Tensor:
+    """The flat int64 tokens of the "wetok" entry: base64 `data` of `dtype`, `shape` checked against its size."""
     dtype_name = payload["dtype"]
     if dtype_name not in ("uint8", "uint16", "int16", "int32", "uint32", "int64"):
         raise WetokError(f"{source}: token dtype {dtype_name!r} is not an integer type the format uses (uint8, uint16, int64)")
@@ -399,52 +386,23 @@ def read_json_text(text: str, source: str, *, downsample: int | None = None, gro
         raise WetokError(
             f"{source}: token data has {len(raw)} bytes, but shape {shape} of {dtype_name} needs {count * dtype.itemsize} (corrupt or truncated)"
         )
-    flat = torch.from_numpy(np.frombuffer(raw, dtype=dtype).astype(np.int64))
+    return torch.from_numpy(np.frombuffer(raw, dtype=dtype).astype(np.int64))
 
-    hint = {key: doc[key] for key in ("config", "ckpt") if isinstance(doc.get(key), str) and doc[key]}
-    f = _int(doc["downsample"], "downsample", source) if "downsample" in doc else downsample
-    g = _int(doc["groups"], "groups", source) if "groups" in doc else groups
-    if f is None or g is None:
-        raise GridUnknownError(f"{source}: the file does not say its grid; give the model (--ckpt/--config/--preset)", hint)
-    if f == 0 or g == 0:
-        raise WetokError(f"{source}: 'downsample' and 'groups' must be positive")
+
+def _json_grid(doc: dict[str, Any], count: int, f: int, g: int, source: str) -> tuple[int, int]:
+    """(h, w): "token_grid" when given, else "image_size" / f; it must hold the `count` tokens in `g` groups."""
     if "token_grid" in doc:
         h, w = _int_list(doc["token_grid"], 2, "token_grid", source)
     else:
         size = doc["image_size"]
         hs, ws = (size, size) if not isinstance(size, list) else tuple(_int_list(size, 2, "image_size", source))
         h, w = _int(hs, "image_size", source) // f, _int(ws, "image_size", source) // f
-    if h * w * g != flat.numel() or h == 0 or w == 0:
+    if h * w * g != count or h == 0 or w == 0:
         raise WetokError(
-            f"{source}: {flat.numel()} tokens do not fill a {h}x{w} grid of {g} groups ({h * w * g}): "
+            f"{source}: {count} tokens do not fill a {h}x{w} grid of {g} groups ({h * w * g}): "
             "wrong shape, or made by another model"
         )
-    b = _int(doc["bits_per_group"], "bits_per_group", source) if "bits_per_group" in doc else None
-    if b is not None:
-        if not 1 <= b <= 24:
-            raise WetokError(f"{source}: 'bits_per_group' must be 1..24, got {b}")
-        _check_range(flat, b, source)
-    tokens = flat.view(1, h, w, g)
-    crop = CropBox(*_int_list(doc["crop_box"], 4, "crop_box", source)) if "crop_box" in doc else None
-    if crop is not None and (crop.top + crop.height > h * f or crop.left + crop.width > w * f or not crop.height or not crop.width):
-        raise WetokError(f"{source}: crop_box {doc['crop_box']} lies outside the {h * f}x{w * f} image")
-    original = tuple(_int_list(doc["original_size"], 2, "original_size", source)) if "original_size" in doc else None
-    text = {k: v for k, v in doc.items() if isinstance(v, str)}  # optional string entries, ignored when not strings
-    identity = None
-    if "architecture" in text:
-        identity = ModelIdentity(text["architecture"], text.get("preset"), text.get("weights_file"), text.get("weights", "ema"))
-    resize = text.get("resize", "none")
-    return TokenSet(
-        tokens=tokens,
-        bits_per_group=b if b is not None else -1,
-        downsample=f,
-        identity=identity,
-        crop=crop,
-        original_size=original,  # type: ignore[arg-type]
-        resize=resize if resize in RESIZE_CODES else "none",
-        size=doc["size"] if isinstance(doc.get("size"), int) and not isinstance(doc["size"], bool) and 0 <= doc["size"] < 65536 else 0,
-        model_hint=hint,
-    )
+    return h, w
 
 
 # ---- files ------------------------------------------------------------------------------------
@@ -464,10 +422,6 @@ def finish_json_tokens(tokens: TokenSet, config: TokenizerConfig, source: str) -
     check_compatible(tokens, config, source)
     _check_range(tokens.tokens, tokens.bits_per_group, source)
     return tokens
-
-
-def is_token_file(path: Path) -> bool:
-    return path.suffix.lower() in TOKEN_SUFFIXES
 
 
 def read_tokens(path: str | Path, *, downsample: int | None = None, groups: int | None = None) -> TokenSet:
@@ -509,12 +463,12 @@ def _resolve_beside(entry: str, token_file: Path) -> str:
     return str(beside) if beside.exists() else entry
 
 
-def write_tokens(path: str | Path, tokens: TokenSet, *, config: str | None = None, ckpt: str | None = None) -> Path:
+def write_tokens(path: str | Path, tokens: TokenSet) -> Path:
     """Write `tokens` as `.wtok` (by default) or JSON (a `.json` suffix), atomically: a temporary
-    file beside `path`, renamed over it when complete. `config`/`ckpt` fill the JSON's entries."""
+    file beside `path`, renamed over it when complete."""
     path = Path(path)
     if path.suffix.lower() == JSON_SUFFIX:
-        text = json.dumps(json_document(tokens, config=config, ckpt=ckpt), indent=4)
+        text = json.dumps(json_document(tokens), indent=4)
         atomic_write(path, lambda p: p.write_text(text))
     else:
         blob = wtok_bytes(tokens)
@@ -524,12 +478,9 @@ def write_tokens(path: str | Path, tokens: TokenSet, *, config: str | None = Non
 
 __all__ = [
     "GridUnknownError",
-    "WTOK_LAYOUT",
-    "ModelIdentity",
     "TokenSet",
     "check_compatible",
     "finish_json_tokens",
-    "identity_of",
     "pack_tokens",
     "packed_size",
     "read_json_text",

@@ -1,4 +1,5 @@
-"""Training losses: the PatchGAN discriminator, adversarial terms, and the perceptual wrapper.
+"""Training losses: the PatchGAN discriminator, adversarial terms and pixel losses (the perceptual
+loss is LPIPS, `wetok.metrics.lpips`).
 
 Images are float (B, 3, H, W) in [-1, 1]; every loss is a float32 scalar unless stated otherwise.
 """

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..files import atomic_write
 from ..errors import WetokError
+from ..files import atomic_write
 
 STATS_FORMAT = "wetok-fid-stats-1"
 

@@ -1,6 +1,6 @@
 """Training WeTok tokenizers: configuration, state, schedules and the loop (stage 1 and stage 2).
 
-`wetok train` (see `command.py`) is the entry point; `loop.train(config, ...)` is the same from
+`wetok train` (`wetok.cli.train`) is the entry point; `loop.train(config, ...)` is the same from
 Python. The loop runs in one process or under `torchrun` (gloo on CPU, nccl on GPU).
 """
 

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import (
+from ..errors import CheckpointError
+from ..tokenizer import Tokenizer
+from ..weights import (
     EMA_PREFIX,
     MODEL_PREFIXES,
-    check_and_load,
     extract_state_dict,
+    load_tokenizer_weights,
     read_saved_weights,
     read_torch_file,
     select_weights,
 )
-from ..errors import CheckpointError
-from ..tokenizer import Tokenizer
 from .state import is_training_checkpoint
 
 DISCRIMINATOR_PREFIX = "loss.discriminator."
@@ -108,5 +108,5 @@ def load_initial_weights(
     if deepened:
         state = deepen(state, own)
     file_keys = {k: v for k, v in state.items() if k.startswith(MODEL_PREFIXES) or k.startswith(EMA_PREFIX)}
-    check_and_load(model, state, file_keys, str(source))
+    load_tokenizer_weights(model, state, file_keys, str(source))
     return disc

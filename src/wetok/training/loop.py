@@ -17,20 +17,28 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ..files import atomic_write
-from ..data import RandomCrop, evaluation_images, training_batches
+from ..distributed import (
+    Distributed,
+    all_reduce_max,
+    all_reduce_mean,
+    gather_objects,
+    init_distributed,
+    shutdown,
+)
 from ..errors import ConfigError, WeightsNotFoundError, WetokError
+from ..files import atomic_write
 from ..losses import LeCAM, PatchDiscriminator
 from ..tokenizer import Tokenizer
 from .config import TrainConfig
-from .distributed import Distributed, all_reduce_max, all_reduce_mean, gather_objects, init_distributed, shutdown
+from .data import RandomCrop, evaluation_images, training_batches
 from .ema import EMA
 from .initial import load_initial_weights
 from .objective import discriminator_terms, generator_terms
@@ -109,7 +117,7 @@ def build_perceptual(cfg: TrainConfig, device: torch.device) -> nn.Module | None
     if cfg.loss.perceptual_weight == 0:
         return None
     try:
-        from ..lpips import LPIPS
+        from ..metrics.lpips import LPIPS
     except ImportError:
         raise WetokError("LPIPS is not available in this wetok build: set loss.perceptual_weight: 0") from None
     lo = cfg.loss
@@ -255,34 +263,62 @@ def train(cfg: TrainConfig, data: str | Path, run_dir: str | Path, *, resume: bo
 
 
 def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Distributed, progress: bool) -> int:
-    t, lo, optim = cfg.train, cfg.loss, cfg.optim
+    """The run on this process: set up, one optimizer step at a time until the last step or a
+    stop request, then finish (export, close the logs)."""
+    run = _prepare_run(cfg, data, run_dir, resume, info, progress)
+    status = 0
+    with StopRequest() as stop:
+        for step in range(run.start, cfg.train.steps):
+            status = _train_step(run, step, stop)
+            if status:
+                break
+    return _finish(run, status)
+
+
+# ---- the run's state ------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Run:
+    """One process's run: what `_prepare_run` sets up once, then the counters the steps advance."""
+
+    cfg: TrainConfig
+    info: Distributed
+    run_dir: Path
+    parts: Parts
+    wrapped_model: nn.Module  # parts.model, under DDP when distributed: what the generator step calls
+    wrapped_disc: nn.Module  # parts.discriminator, likewise
+    gen_params: list[nn.Parameter]  # the tokenizer's trainable parameters (clipped together)
+    disc_params: list[nn.Parameter]
+    perceptual: nn.Module | None  # frozen LPIPS, or None
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]]
+    batches: Iterator[tuple[torch.Tensor, int]]  # (images, how many unreadable ones were skipped)
+    heldout: torch.Tensor | None  # rank 0's held-out images (eval.folder), else None
+    reporter: Reporter | None  # rank 0 only
+    bar: Any  # rank 0's tqdm progress bar, or None
+    say: Callable[..., None]  # print on rank 0, nothing elsewhere
+    start: int  # the step the run starts from (0, or the resumed checkpoint's)
+    skipped: int = 0  # unreadable images skipped so far on this rank
+    last_checkpoint: float = 0.0  # time.monotonic() of the last checkpoint (or of the start)
+    window_start: float = 0.0  # the logging window: since when (time.monotonic()) ...
+    window_images: int = 0  # ... and how many images all ranks trained on in it
+
+
+# ---- before the first step ------------------------------------------------------------------------
+def _prepare_run(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Distributed, progress: bool) -> _Run:
+    """Everything before the first step, in an order that fixes the RNG streams (a resumed run
+    relies on it): the starting point (`_build_models`), the DDP wrappers, RUN_DIR/config.yaml
+    and the log header, then the data, the reporter and the progress bar."""
+    t, optim = cfg.train, cfg.optim
     if t.threads is not None:
         torch.set_num_threads(t.threads)
     say = print if info.main else (lambda *a, **k: None)
-    resumed = _resolve_resume(run_dir, resume, info)
-
-    # ---- models, optimizers, starting point ---------------------------------------------------
-    parts, notes = build_parts(cfg, info.device, load_initial=resumed is None)
-    model = parts.model
-    if cfg.data.size % model.downsample:
-        raise ConfigError(f"data.size {cfg.data.size} is not a multiple of the downsample factor {model.downsample}")
-    start = 0
-    if resumed is not None:
-        restore(parts, resumed, info)
-        start = int(resumed["step"])
-        notes.append(f"resumed at step {start}")
-    else:
-        torch.manual_seed(t.seed + 1000 * info.rank)  # per-rank stream (noise) from here on
-    perceptual = build_perceptual(cfg, info.device)
-    if perceptual is None:
-        notes.append("perceptual (LPIPS) loss off: loss.perceptual_weight is 0")
+    parts, perceptual, start, notes = _build_models(cfg, run_dir, resume, info)
     if start >= t.steps:
         say(f"wetok train: the run is already at step {start} of {t.steps}; nothing to do (raise --steps to continue)")
-    wrapped_model: nn.Module = model
+    wrapped_model: nn.Module = parts.model
     wrapped_disc: nn.Module = parts.discriminator
     if info.enabled:
         ids = [info.device.index] if info.device.type == "cuda" else None
-        wrapped_model = DDP(model, device_ids=ids)
+        wrapped_model = DDP(parts.model, device_ids=ids)
         wrapped_disc = DDP(parts.discriminator, device_ids=ids)
     if info.main:
         try:
@@ -290,148 +326,234 @@ def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Dist
         except OSError as exc:
             raise WetokError(f"{run_dir}: cannot create the run directory ({exc.strerror or exc})") from None
         atomic_write(run_dir / "config.yaml", lambda tmp: tmp.write_text(cfg.to_yaml()))
+    model = parts.model
     say(f"wetok train: {model.config.describe()}; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
     say(f"wetok train: stage {t.stage}, {info.world} process(es) on {info.device}, batch {cfg.data.batch_size} x {optim.grad_accum} "
         f"x {info.world} of {cfg.data.size}px, {t.precision}")
     for note in notes:
         say(f"wetok train: {note}")
+    batches, heldout = _build_data(cfg, data, start, info, say)
+    reporter = Reporter(run_dir, resumed_at=start) if info.main else None
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
+    run = _Run(
+        cfg=cfg, info=info, run_dir=run_dir, parts=parts, wrapped_model=wrapped_model, wrapped_disc=wrapped_disc,
+        gen_params=[p for p in model.parameters() if p.requires_grad], disc_params=list(parts.discriminator.parameters()),
+        perceptual=perceptual, batches=batches, heldout=heldout, reporter=reporter, bar=None, say=say, start=start,
+        autocast=functools.partial(torch.autocast, info.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
+        last_checkpoint=time.monotonic(),
+    )
+    run.bar = _progress_bar(cfg, start, info, progress)
+    run.window_start = time.monotonic()
+    return run
 
-    # ---- data ----------------------------------------------------------------------------------
-    transform = RandomCrop(cfg.data.size, cfg.data.resize, cfg.data.random_scale, cfg.data.flip)
+
+def _build_models(cfg: TrainConfig, run_dir: Path, resume: bool, info: Distributed) -> tuple[Parts, nn.Module | None, int, list[str]]:
+    """The starting point: the parts (random, `init.checkpoint`, or the resumed checkpoint with its
+    RNG state; a fresh run then seeds this rank's own stream), the LPIPS network, the starting
+    step and the notes for the log."""
+    resumed = _resolve_resume(run_dir, resume, info)
+    parts, notes = build_parts(cfg, info.device, load_initial=resumed is None)
+    if cfg.data.size % parts.model.downsample:
+        raise ConfigError(f"data.size {cfg.data.size} is not a multiple of the downsample factor {parts.model.downsample}")
+    start = 0
+    if resumed is not None:
+        restore(parts, resumed, info)
+        start = int(resumed["step"])
+        notes.append(f"resumed at step {start}")
+    else:
+        torch.manual_seed(cfg.train.seed + 1000 * info.rank)  # per-rank stream (noise) from here on
+    perceptual = build_perceptual(cfg, info.device)
+    if perceptual is None:
+        notes.append("perceptual (LPIPS) loss off: loss.perceptual_weight is 0")
+    return parts, perceptual, start, notes
+
+
+def _build_data(
+    cfg: TrainConfig, data: Path, start: int, info: Distributed, say: Callable[..., None]
+) -> tuple[Iterator[tuple[torch.Tensor, int]], torch.Tensor | None]:
+    """This rank's training batches, continuing where step `start` left off (the order depends
+    on the seed, the rank and the batch count only), and rank 0's held-out images (or None)."""
+    d = cfg.data
+    transform = RandomCrop(d.size, d.resize, d.random_scale, d.flip)
     batches, n_sources = training_batches(
-        data, transform, batch_size=cfg.data.batch_size, workers=cfg.data.workers, layout=cfg.data.layout,
-        split=cfg.data.split, seed=t.seed, rank=info.rank, world=info.world, start_batch=start * optim.grad_accum,
-        cache_mb=cfg.data.cache_mb,
+        data, transform, batch_size=d.batch_size, workers=d.workers, layout=d.layout, split=d.split,
+        seed=cfg.train.seed, rank=info.rank, world=info.world, start_batch=start * cfg.optim.grad_accum,
+        cache_mb=d.cache_mb,
     )
     say(f"wetok train: {n_sources} source file(s) in {data}")
     heldout = evaluation_images(cfg.eval.folder, cfg.eval.size, cfg.eval.max_images) if cfg.eval.folder and info.main else None
-    reporter = Reporter(run_dir, resumed_at=start) if info.main else None
+    return batches, heldout
 
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
-    autocast = functools.partial(torch.autocast, info.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
-    gen_params = [p for p in model.parameters() if p.requires_grad]
-    disc_params = list(parts.discriminator.parameters())
-    last_ckpt_time = time.monotonic()
-    skipped_total = 0
-    status = 0
-    step = start
 
-    def save(at: int) -> None:
-        payload = checkpoint_payload(cfg, parts, info)
-        if info.main:
-            path = save_checkpoint(run_dir, at, payload, t.keep_checkpoints)
-            say(f"wetok train: checkpoint {path}")
+def _progress_bar(cfg: TrainConfig, start: int, info: Distributed, progress: bool) -> Any:
+    """Rank 0's tqdm bar over the steps (None elsewhere or with `progress=False`); redrawn at most
+    every 30 s when stderr is not a terminal (log files)."""
+    if not (info.main and progress):
+        return None
+    from tqdm import tqdm
 
-    def evaluate(at: int) -> None:
-        if heldout is None or reporter is None:
-            return
-        values, recon = heldout_metrics(parts.ema.model, heldout)
-        reporter.evaluation(at, values)
-        reporter.grid(at, heldout, recon)
-        say(f"wetok train: step {at}: held-out PSNR {values['psnr']:.2f} dB, SSIM {values['ssim']:.4f} "
-            f"(EMA weights, {len(heldout)} images)")
+    return tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
+                mininterval=0.5 if sys.stderr.isatty() else 30.0)
 
-    bar = None
-    if info.main and progress:
-        from tqdm import tqdm
 
-        bar = tqdm(total=t.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
-                   mininterval=0.5 if sys.stderr.isatty() else 30.0)
-    window_start, window_images = time.monotonic(), 0
-    with StopRequest() as stop:
-        for step in range(start, t.steps):
-            factor = lr_factor(step, t.steps, optim)
-            for group in parts.optimizer.param_groups:
-                group["lr"] = optim.lr * factor
-            for group in parts.disc_optimizer.param_groups:
-                group["lr"] = optim.disc_lr * factor
-            gan_on = lo.gan_weight > 0 and step >= lo.gan_start
+# ---- one optimizer step ---------------------------------------------------------------------------
+def _train_step(run: _Run, step: int, stop: StopRequest) -> int:
+    """Optimizer step `step` (0-based): learning rates, the generator, the discriminator (once the
+    GAN has started), scaler and EMA, the NaN/stop check, reporting, checkpointing. Returns 0,
+    or 128 + the signal when a stop was requested (after writing a checkpoint)."""
+    cfg, parts = run.cfg, run.parts
+    factor = _set_learning_rates(run, step)
+    gan_on = cfg.loss.gan_weight > 0 and step >= cfg.loss.gan_start
+    logged, micro = _generator_step(run, step, gan_on)
+    parts.discriminator.requires_grad_(True)
+    if gan_on:
+        _discriminator_step(run, micro, logged)
+    parts.scaler.update()
+    parts.ema.update(parts.model)
 
-            # ---- generator (tokenizer) ----
-            set_train_mode(model, t.stage)
-            parts.discriminator.requires_grad_(False)
-            parts.optimizer.zero_grad(set_to_none=True)
-            micro: list[tuple[torch.Tensor, torch.Tensor]] = []
-            logged: dict[str, torch.Tensor] = {}
-            for i in range(optim.grad_accum):
-                images, skipped = next(batches)
-                skipped_total += skipped
-                images = images.to(info.device, non_blocking=True)
-                sync = i == optim.grad_accum - 1 or not info.enabled
-                with (contextlib.nullcontext() if sync else wrapped_model.no_sync()), autocast():
-                    out = wrapped_model(images)
-                    terms = generator_terms(
-                        images, out, lo, stage=t.stage, perceptual=perceptual,
-                        discriminator=parts.discriminator if gan_on else None,
-                        last_layer=model.decoder.conv_out.weight,
-                    )
-                _scaled_backward(parts.scaler, terms.total / optim.grad_accum)
-                micro.append((images, out.reconstruction.detach()))
-                for name, value in terms.parts.items():
-                    logged[name] = logged.get(name, 0) + value / optim.grad_accum
-            if t.stage == 1 and step % t.log_every == 0:
-                tokens = out.quantizer.tokens
-                for g in range(tokens.shape[-1]):
-                    logged[f"usage/group{g}"] = torch.tensor(tokens[..., g].unique().numel() / model.quantizer.codebook_size)
-            logged["grad_norm"] = torch.tensor(_optimizer_step(parts.scaler, parts.optimizer, gen_params, optim.grad_clip))
+    done = step + 1
+    losses = {k: v for k, v in logged.items() if not k.startswith("usage/") and not k.endswith("grad_norm")}
+    stopping = _check_finite(done, losses, stop, run.info)
+    run.window_images += cfg.data.batch_size * cfg.optim.grad_accum * run.info.world
+    _report_step(run, step, factor, logged, micro)
+    _maybe_checkpoint(run, done, stopping)
+    if stopping:
+        run.say(f"\nwetok train: stopped by signal {stop.signal or 'on another process'} after step {done}; continue with --resume")
+        return 128 + (stop.signal or signal.SIGTERM)
+    return 0
 
-            # ---- discriminator ----
-            parts.discriminator.requires_grad_(True)
-            if gan_on:
-                parts.discriminator.train()
-                parts.disc_optimizer.zero_grad(set_to_none=True)
-                for i, (images, recon) in enumerate(micro):
-                    sync = i == len(micro) - 1 or not info.enabled
-                    with (contextlib.nullcontext() if sync else wrapped_disc.no_sync()), autocast():
-                        dterms = discriminator_terms(wrapped_disc, parts.lecam, images, recon, lo)
-                    _scaled_backward(parts.scaler, dterms.total / optim.grad_accum)
-                    for name, value in dterms.parts.items():
-                        logged[name] = logged.get(name, 0) + value / optim.grad_accum
-                logged["disc_grad_norm"] = torch.tensor(_optimizer_step(parts.scaler, parts.disc_optimizer, disc_params, optim.grad_clip))
-            parts.scaler.update()
-            parts.ema.update(model)
 
-            losses = {k: v for k, v in logged.items() if not k.startswith("usage/") and not k.endswith("grad_norm")}
-            done = step + 1
-            stopping = _check_finite(done, losses, stop, info)
-            window_images += cfg.data.batch_size * optim.grad_accum * info.world
+def _set_learning_rates(run: _Run, step: int) -> float:
+    """Both optimizers' learning rates for `step` (the schedule's factor times each peak); returns the factor."""
+    optim = run.cfg.optim
+    factor = lr_factor(step, run.cfg.train.steps, optim)
+    for group in run.parts.optimizer.param_groups:
+        group["lr"] = optim.lr * factor
+    for group in run.parts.disc_optimizer.param_groups:
+        group["lr"] = optim.disc_lr * factor
+    return factor
 
-            # ---- reporting ----
-            if step % t.log_every == 0 or done == t.steps:
-                values = all_reduce_mean({k: float(v) for k, v in logged.items()}, info)
-                elapsed = time.monotonic() - window_start
-                values["images_per_s"] = window_images / max(elapsed, 1e-9)
-                values["lr"] = optim.lr * factor
-                values["disc_lr"] = optim.disc_lr * factor
-                values["unreadable_images"] = float(skipped_total)
-                window_start, window_images = time.monotonic(), 0
-                if reporter is not None:
-                    reporter.scalars(done, {(k if "/" in k else f"train/{k}"): v for k, v in values.items()})
-                if bar is not None:
-                    bar.set_postfix(loss=f"{values['total']:.4f}", l1=f"{values['l1']:.4f}", img_s=f"{values['images_per_s']:.1f}")
-            if reporter is not None and done % t.image_every == 0:
-                images, recon = micro[0]
-                reporter.grid(done, images.cpu(), recon.float().cpu())
-            if bar is not None:
-                bar.update(1)
-            if done % cfg.eval.every == 0 or done == t.steps:
-                evaluate(done)
-            by_time = t.ckpt_minutes is not None and time.monotonic() - last_ckpt_time >= 60 * t.ckpt_minutes
-            by_time = bool(all_reduce_max([1.0 if by_time else 0.0], info)[0]) if t.ckpt_minutes is not None else False
-            if done % t.ckpt_every == 0 or done == t.steps or stopping or by_time:
-                save(done)
-                last_ckpt_time = time.monotonic()
-            if stopping:
-                say(f"\nwetok train: stopped by signal {stop.signal or 'on another process'} after step {done}; continue with --resume")
-                status = 128 + (stop.signal or signal.SIGTERM)
-                break
-    if bar is not None:
-        bar.close()
-    if skipped_total:
-        say(f"wetok train: {skipped_total} unreadable image(s) skipped on rank 0")
-    if status == 0 and info.main:
-        export = parts.ema.model.save(run_dir / EXPORT_DIR)
-        say(f"wetok train: finished {t.steps} steps; EMA weights exported to {export} (wetok.load reads it)")
-    if reporter is not None:
-        reporter.close()
+
+def _generator_step(
+    run: _Run, step: int, gan_on: bool
+) -> tuple[dict[str, torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
+    """The tokenizer's update: `grad_accum` micro-batches forward and backward (DDP synchronizing
+    on the last), then the optimizer step. Returns the logged terms (averaged over the
+    micro-batches, plus codebook usage on stage-1 logging steps and the gradient norm) and each
+    micro-batch's (images, detached reconstruction) for the discriminator and the grid."""
+    cfg, parts, info = run.cfg, run.parts, run.info
+    lo, accum = cfg.loss, cfg.optim.grad_accum
+    model = parts.model
+    set_train_mode(model, cfg.train.stage)
+    parts.discriminator.requires_grad_(False)
+    parts.optimizer.zero_grad(set_to_none=True)
+    micro: list[tuple[torch.Tensor, torch.Tensor]] = []
+    logged: dict[str, torch.Tensor] = {}
+    for i in range(accum):
+        images, skipped = next(run.batches)
+        run.skipped += skipped
+        images = images.to(info.device, non_blocking=True)
+        sync = i == accum - 1 or not info.enabled
+        with (contextlib.nullcontext() if sync else run.wrapped_model.no_sync()), run.autocast():
+            out = run.wrapped_model(images)
+            terms = generator_terms(
+                images, out, lo, stage=cfg.train.stage, perceptual=run.perceptual,
+                discriminator=parts.discriminator if gan_on else None,
+                last_layer=model.decoder.conv_out.weight,
+            )
+        _scaled_backward(parts.scaler, terms.total / accum)
+        micro.append((images, out.reconstruction.detach()))
+        for name, value in terms.parts.items():
+            logged[name] = logged.get(name, 0) + value / accum
+    if cfg.train.stage == 1 and step % cfg.train.log_every == 0:
+        tokens = out.quantizer.tokens
+        for g in range(tokens.shape[-1]):
+            logged[f"usage/group{g}"] = torch.tensor(tokens[..., g].unique().numel() / model.quantizer.codebook_size)
+    logged["grad_norm"] = torch.tensor(_optimizer_step(parts.scaler, parts.optimizer, run.gen_params, cfg.optim.grad_clip))
+    return logged, micro
+
+
+def _discriminator_step(run: _Run, micro: list[tuple[torch.Tensor, torch.Tensor]], logged: dict[str, torch.Tensor]) -> None:
+    """The discriminator's update on the same micro-batches' originals and reconstructions (hinge
+    + LeCAM, DDP synchronizing on the last); adds its terms and gradient norm to `logged`."""
+    parts, info, optim = run.parts, run.info, run.cfg.optim
+    parts.discriminator.train()
+    parts.disc_optimizer.zero_grad(set_to_none=True)
+    for i, (images, recon) in enumerate(micro):
+        sync = i == len(micro) - 1 or not info.enabled
+        with (contextlib.nullcontext() if sync else run.wrapped_disc.no_sync()), run.autocast():
+            dterms = discriminator_terms(run.wrapped_disc, parts.lecam, images, recon, run.cfg.loss)
+        _scaled_backward(parts.scaler, dterms.total / optim.grad_accum)
+        for name, value in dterms.parts.items():
+            logged[name] = logged.get(name, 0) + value / optim.grad_accum
+    logged["disc_grad_norm"] = torch.tensor(_optimizer_step(parts.scaler, parts.disc_optimizer, run.disc_params, optim.grad_clip))
+
+
+# ---- after each step ------------------------------------------------------------------------------
+def _report_step(
+    run: _Run, step: int, factor: float, logged: dict[str, torch.Tensor], micro: list[tuple[torch.Tensor, torch.Tensor]]
+) -> None:
+    """Scalars every `log_every` steps and at the end (averaged over the ranks, with throughput,
+    learning rates and unreadable images), the training grid every `image_every` steps, the
+    progress bar, and the held-out evaluation every `eval.every` steps and at the end."""
+    cfg, t, optim = run.cfg, run.cfg.train, run.cfg.optim
+    done = step + 1
+    if step % t.log_every == 0 or done == t.steps:
+        values = all_reduce_mean({k: float(v) for k, v in logged.items()}, run.info)
+        elapsed = time.monotonic() - run.window_start
+        values["images_per_s"] = run.window_images / max(elapsed, 1e-9)
+        values["lr"] = optim.lr * factor
+        values["disc_lr"] = optim.disc_lr * factor
+        values["unreadable_images"] = float(run.skipped)
+        run.window_start, run.window_images = time.monotonic(), 0
+        if run.reporter is not None:
+            run.reporter.scalars(done, {(k if "/" in k else f"train/{k}"): v for k, v in values.items()})
+        if run.bar is not None:
+            run.bar.set_postfix(loss=f"{values['total']:.4f}", l1=f"{values['l1']:.4f}", img_s=f"{values['images_per_s']:.1f}")
+    if run.reporter is not None and done % t.image_every == 0:
+        images, recon = micro[0]
+        run.reporter.grid(done, images.cpu(), recon.float().cpu())
+    if run.bar is not None:
+        run.bar.update(1)
+    if done % cfg.eval.every == 0 or done == t.steps:
+        _evaluate(run, done)
+
+
+def _evaluate(run: _Run, at: int) -> None:
+    """Rank 0, with held-out images: PSNR / SSIM of the EMA weights to eval.jsonl, and a grid."""
+    if run.heldout is None or run.reporter is None:
+        return
+    values, recon = heldout_metrics(run.parts.ema.model, run.heldout)
+    run.reporter.evaluation(at, values)
+    run.reporter.grid(at, run.heldout, recon)
+    run.say(f"wetok train: step {at}: held-out PSNR {values['psnr']:.2f} dB, SSIM {values['ssim']:.4f} "
+            f"(EMA weights, {len(run.heldout)} images)")
+
+
+def _maybe_checkpoint(run: _Run, done: int, stopping: bool) -> None:
+    """A checkpoint after step `done` every `ckpt_every` steps, at the end, on a stop request, or
+    when `ckpt_minutes` passed on any rank (all ranks agree: saving gathers their RNG states)."""
+    t = run.cfg.train
+    by_time = t.ckpt_minutes is not None and time.monotonic() - run.last_checkpoint >= 60 * t.ckpt_minutes
+    by_time = bool(all_reduce_max([1.0 if by_time else 0.0], run.info)[0]) if t.ckpt_minutes is not None else False
+    if done % t.ckpt_every == 0 or done == t.steps or stopping or by_time:
+        payload = checkpoint_payload(run.cfg, run.parts, run.info)
+        if run.info.main:
+            path = save_checkpoint(run.run_dir, done, payload, t.keep_checkpoints)
+            run.say(f"wetok train: checkpoint {path}")
+        run.last_checkpoint = time.monotonic()
+
+
+def _finish(run: _Run, status: int) -> int:
+    """Close the bar, note unreadable images, export the EMA weights to RUN_DIR/model (rank 0,
+    a finished run only) and close the logs; returns `status`."""
+    if run.bar is not None:
+        run.bar.close()
+    if run.skipped:
+        run.say(f"wetok train: {run.skipped} unreadable image(s) skipped on rank 0")
+    if status == 0 and run.info.main:
+        export = run.parts.ema.model.save(run.run_dir / EXPORT_DIR)
+        run.say(f"wetok train: finished {run.cfg.train.steps} steps; EMA weights exported to {export} (wetok.load reads it)")
+    if run.reporter is not None:
+        run.reporter.close()
     return status

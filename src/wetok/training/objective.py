@@ -7,7 +7,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..losses import LeCAM, adaptive_gan_weight, hinge_discriminator_loss, l1_loss, l2_loss, non_saturating_generator_loss
+from ..losses import (
+    LeCAM,
+    adaptive_gan_weight,
+    hinge_discriminator_loss,
+    l1_loss,
+    l2_loss,
+    non_saturating_generator_loss,
+)
 from ..tokenizer import TokenizerOutput
 from .config import LossSection
 

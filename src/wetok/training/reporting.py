@@ -78,17 +78,15 @@ class Reporter:
         return path
 
     def evaluation(self, step: int, values: dict[str, float]) -> None:
+        """One JSON line of held-out figures in RUN_DIR/eval.jsonl, and TensorBoard scalars eval/*."""
         with (self.run_dir / EVAL_FILE).open("a") as fh:
             fh.write(json.dumps({"step": step, **values}) + "\n")
         if self.writer is not None:
             for name, value in values.items():
                 self.writer.add_scalar(f"eval/{name}", value, step)
 
-    def flush(self) -> None:
-        if self.writer is not None:
-            self.writer.flush()
-
     def close(self) -> None:
+        """Flush and close the TensorBoard writer."""
         if self.writer is not None:
             self.writer.close()
 
@@ -97,15 +95,15 @@ class Reporter:
 def heldout_metrics(model: Tokenizer, images: torch.Tensor, batch_size: int = 8) -> tuple[dict[str, float], torch.Tensor]:
     """Mean PSNR (dB) and SSIM of `model`'s reconstructions of `images` (N, 3, S, S) in [-1, 1],
     both on 8-bit pixels (`wetok.metrics`, scikit-image's numbers), and the reconstructions of the
-    first batch (for a grid). Generative decoders get noise from a generator seeded with 0, so
-    the figures are repeatable."""
+    first batch (for a grid). A generative decoder follows wetok's seeding rule with seed 0: image
+    i gets noise from seed i (`wetok.tokenizer.seeded_noise`), so the figures are repeatable and
+    do not depend on `batch_size`."""
     from ..metrics import psnr, ssim
 
-    generator = torch.Generator().manual_seed(0)
     psnrs, ssims, first = [], [], None
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
-        recon = model.reconstruct(batch.to(model.device), generator=generator).cpu()
+        recon = model.reconstruct(batch.to(model.device), seed=start).cpu()
         first = recon if first is None else first
         reference, test = to_uint8(batch), to_uint8(recon)
         psnrs += psnr(reference, test).clamp(max=100.0).tolist()

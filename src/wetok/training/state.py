@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import read_torch_file
-from ..files import atomic_write
 from ..errors import CheckpointError
+from ..files import atomic_write
+from ..weights import read_torch_file
 
 TRAIN_FORMAT = "wetok-train"
 TRAIN_FORMAT_VERSION = 1

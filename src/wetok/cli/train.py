@@ -1,0 +1,73 @@
+"""`wetok train`: the command-line front of `wetok.training.loop.train`.
+
+    wetok train --config FILE --data DIR --output RUN_DIR [--steps N] [--ckpt-every K]
+                [--set section.key=value ...] [--resume]
+
+Under `torchrun --nproc_per_node=N -m wetok train ...` every process runs this same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import WetokError
+from ..training.config import TrainConfig, load_train_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `train` subcommand's options."""
+    parser.add_argument("--config", type=Path, help="training config YAML (see configs/); optional with --resume")
+    parser.add_argument("--data", type=Path, help="training images: folder, ImageNet/COCO root, or tar shards")
+    parser.add_argument("--output", type=Path, required=True, help="run directory: checkpoints/, logs/, samples/, model/")
+    parser.add_argument("--steps", type=int, help="total optimizer steps (overrides train.steps)")
+    parser.add_argument("--ckpt-every", type=int, help="checkpoint every K steps (overrides train.ckpt_every)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                        help="auto (cuda when available, else cpu; the config's default), cpu or cuda; under torchrun "
+                        "cuda means cuda:LOCAL_RANK (overrides train.device)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set optim.lr=2e-4 (repeatable; values are YAML)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output from its latest checkpoint")
+    parser.add_argument("--export", action="store_true",
+                        help="only write RUN_DIR/model from the latest checkpoint's EMA weights (no training)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """The run's config: --config (or, resuming, the run's saved config.yaml) plus overrides."""
+    overrides = list(args.overrides)
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    if args.ckpt_every is not None:
+        overrides.append(f"train.ckpt_every={args.ckpt_every}")
+    if args.device is not None:
+        overrides.append(f"train.device={args.device}")
+    saved = args.output / "config.yaml"
+    if args.resume and saved.is_file():
+        cfg = load_train_config(saved, overrides)
+        if args.config is not None:
+            given = load_train_config(args.config, overrides)
+            if given != cfg:
+                raise WetokError(f"--config {args.config} differs from the run's {saved}; resume without --config and "
+                                 "change keys with --set")
+        return cfg
+    if args.config is None:
+        raise WetokError("--config is required (except when resuming a run that saved its config.yaml)")
+    return load_train_config(args.config, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute `wetok train`; returns the exit status (user errors raise `WetokError`)."""
+    from ..training.loop import export_latest, train
+
+    if args.export:
+        path = export_latest(args.output)
+        print(f"wetok train: EMA weights of the latest checkpoint in {args.output} exported to {path}")
+        return 0
+    cfg = resolve_config(args)
+    if args.data is None:
+        raise WetokError("--data is required for training")
+    if not args.data.exists():
+        raise WetokError(f"{args.data}: no such data directory")
+    return train(cfg, args.data, args.output, resume=args.resume, progress=not args.no_progress)
+

@@ -1,0 +1,164 @@
+"""Helpers shared by the tests, in one place: where the reference fixtures are, tiny models and
+configs, small pictures and image folders, running the command line in-process, and random-weight
+stand-ins for the pretrained metric networks written in their standard file layouts (so that the
+real loading code runs without the pretrained files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.models import alexnet
+from torchvision.models.vgg import cfgs, make_layers
+
+from wetok import Tokenizer, TokenizerConfig
+from wetok.cli.main import main
+from wetok.metrics.inception import FEATURE_DIM, WEIGHTS_FILE, FIDInceptionV3
+from wetok.metrics.lpips import BACKBONE_FILES
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO.parent / "shared" / "fixtures" / "reference"
+"""The original implementation's checkpoints and outputs (../shared beside the checkout)."""
+CASES = ("tiny_d16", "tiny_d8_g8", "tiny_gd_d32")
+TINY_CONFIG = REPO / "configs" / "tiny-cpu.yaml"
+"""A training config small enough for a few steps on one CPU core."""
+
+TINY = TokenizerConfig(channels=32, channel_mult=(1, 1, 2), num_res_blocks=1, latent_channels=8, groups=2)
+"""f = 4, 8 bits per cell in 2 groups of 4 bits: fast enough for many CLI runs."""
+TINY_GD = TokenizerConfig(channels=32, channel_mult=(1, 2), num_res_blocks=1, latent_channels=12, groups=3, generative=True)
+"""f = 2, generative decoder, 3 groups of 4 bits."""
+
+
+# ---- the reference fixtures -------------------------------------------------------------------
+def require_reference() -> Path:
+    """The reference fixtures directory, or skip (CI has ../shared beside the checkout)."""
+    if not (REFERENCE / "cases.json").is_file():
+        pytest.skip(f"reference fixtures not found at {REFERENCE} (they live in ../shared beside the checkout)")
+    return REFERENCE
+
+
+# ---- models -----------------------------------------------------------------------------------
+def make_model_dir(directory: Path, config: TokenizerConfig = TINY, seed: int = 0) -> Path:
+    """Save a random-weight tokenizer (`Tokenizer.save`) into `directory`."""
+    torch.manual_seed(seed)
+    model = Tokenizer(config)
+    with torch.no_grad():
+        for p in model.parameters():  # larger weights than the default init: varied tokens
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.save(directory)
+
+
+# ---- pictures and folders ---------------------------------------------------------------------
+def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth random uint8 (H, W, 3) picture."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
+
+
+def write_photo(path: Path, height: int, width: int, seed: int = 0, **save_args) -> Path:
+    """`photo(height, width, seed)` saved at `path` (folders created; Pillow's save options)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(photo(height, width, seed)).save(path, **save_args)
+    return path
+
+
+def make_images(folder: Path, count: int = 6, size: tuple[int, int] = (40, 56), seed: int = 0) -> list[Path]:
+    """`count` smooth random RGB PNGs (height, width = size) in folder/a and folder/b/c (nested)."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        sub = folder / ("a" if i % 2 else "b/c")
+        sub.mkdir(parents=True, exist_ok=True)
+        base = rng.integers(0, 256, size=(size[0] // 8 + 1, size[1] // 8 + 1, 3)).astype(np.uint8)
+        image = Image.fromarray(base).resize((size[1], size[0]), Image.BILINEAR)
+        path = sub / f"img{i}.png"
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+def photo_folder(root: Path) -> Path:
+    """5 real photos (scikit-image's) of varied sizes (two in a sub-folder, PNG and JPEG) and one broken file."""
+    from skimage import data
+
+    photos = {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(),
+              "rocket": data.rocket(), "camera": data.camera()}
+    sizes = [(70, 45), (61, 80), (96, 64), (50, 75), (66, 66)]
+    (root / "sub").mkdir(parents=True, exist_ok=True)
+    for k, ((name, array), size) in enumerate(zip(photos.items(), sizes)):
+        image = Image.fromarray(array).convert("RGB").resize(size, Image.BICUBIC)
+        if k % 2:
+            image.save(root / "sub" / f"{name}.jpg", quality=92)
+        else:
+            image.save(root / f"{name}.png")
+    (root / "broken.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+def listing(directory: Path) -> list[str]:
+    """Every file under `directory` (relative names), hidden ones too: catches left-over temp files."""
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
+
+
+# ---- running things ---------------------------------------------------------------------------
+def cli(capsys, *argv: str | Path) -> tuple[int, str, str]:
+    """Run `wetok ARGV` in-process: (exit code, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The JSON lines of RUN_DIR/metrics.jsonl."""
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+# ---- random-weight metric networks in their standard file layouts ------------------------------
+def torchvision_features(net: str) -> nn.Sequential:
+    """torchvision's `vgg16().features` / `alexnet().features`, randomly initialised (VGG16's from
+    torchvision's own `make_layers`, without building its 120M-parameter classifier)."""
+    if net == "vgg":
+        return make_layers(cfgs["D"], batch_norm=False)
+    return alexnet(weights=None).features
+
+
+def write_lpips_backbone(directory: Path, net: str, seed: int = 0) -> Path:
+    """torchvision's layout (`features.*`, plus a classifier entry that loaders must ignore)."""
+    torch.manual_seed(seed)
+    state = {f"features.{k}": v for k, v in torchvision_features(net).state_dict().items()}
+    state["classifier.0.bias"] = torch.zeros(7)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / BACKBONE_FILES[net]
+    torch.save(state, path)
+    return path
+
+
+def calibrated_inception(seed: int = 0) -> FIDInceptionV3:
+    """A random FID Inception whose BatchNorm statistics come from random images, so that its
+    features differ between images (plain random BatchNorm statistics give near-constant ones)."""
+    torch.manual_seed(seed)
+    model = FIDInceptionV3(pretrained=False)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = None  # cumulative average: the running stats become this batch's
+    nn.Module.train(model, True)
+    with torch.no_grad():
+        model(torch.rand(2, 3, 40, 40) * 2 - 1)
+    nn.Module.train(model, False)
+    return model
+
+
+def write_inception(directory: Path, seed: int = 0) -> Path:
+    """pytorch-fid's file layout (torchvision `Inception3` keys with pytorch-fid's blocks,
+    including the 1008-way fc layer that the feature network does not use)."""
+    state = dict(calibrated_inception(seed).network.state_dict())
+    assert state["fc.weight"].shape == (1008, FEATURE_DIM)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(state, directory / WEIGHTS_FILE)
+    return directory / WEIGHTS_FILE

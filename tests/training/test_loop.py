@@ -1,0 +1,286 @@
+"""The training loop in one process: both stages, resume equivalence, stage-2 start equivalence,
+fine-tuning from a released checkpoint, NaN handling, SIGTERM, export."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+
+import wetok
+from support import TINY_CONFIG, make_images, read_metrics
+from wetok.errors import WetokError
+from wetok.training import loop
+from wetok.training.config import load_train_config
+from wetok.training.initial import deepen, load_initial_weights, widen_for_noise
+from wetok.training.state import list_checkpoints, read_checkpoint
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    make_images(folder, 6)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def stage1_run(tmp_path_factory, data):
+    """A finished 4-step stage-1 run (GAN from step 2), shared by several tests."""
+    run = tmp_path_factory.mktemp("stage1")
+    assert loop.train(load_train_config(TINY_CONFIG), data, run, progress=False) == 0
+    return run
+
+
+def test_stage1_run_writes_everything(stage1_run):
+    assert [s for s, _ in list_checkpoints(stage1_run)] == [2, 4]
+    metrics = read_metrics(stage1_run)
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    assert "train/disc_hinge" not in metrics[1] and "train/disc_hinge" in metrics[2]  # gan_start: 2
+    for m in metrics:
+        assert m["train/total"] > 0 and m["train/l1"] > 0
+        assert m["train/total"] == pytest.approx(
+            m["train/l1"] + 0.1 * m["train/entropy"] + 0.25 * m["train/commitment"] + 0.1 * m.get("train/gan", 0.0), rel=1e-5)
+        assert 0 < m["usage/group0"] <= 1
+    assert (stage1_run / "samples" / "step-00000002.png").is_file()
+    assert list((stage1_run / "logs").glob("events.out.tfevents.*"))
+    model = wetok.load(stage1_run / "model")
+    state = read_checkpoint(stage1_run / "checkpoints" / "step-00000004.pt")
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, state["ema"]["model"][name])
+    assert state["step"] == 4 and state["config"]["train"]["steps"] == 4
+    assert set(state) >= {"model", "ema", "discriminator", "lecam", "optimizer", "disc_optimizer", "scaler", "rng"}
+
+
+def test_resume_reproduces_losses_step_for_step(stage1_run, data, tmp_path):
+    cfg = load_train_config(TINY_CONFIG, ["train.steps=2"])
+    assert loop.train(cfg, data, tmp_path, progress=False) == 0
+    with pytest.raises(WetokError, match="already holds a run's checkpoints"):
+        loop.train(cfg, data, tmp_path, progress=False)
+    # what a run killed after step 3, past its step-2 checkpoint, leaves: lines the resumed run rewrites
+    with (tmp_path / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 3, "train/total": 99.0}\n{"step": 4, "train/tot')
+    (tmp_path / "eval.jsonl").write_text('{"step": 2, "psnr": 10.0}\n{"step": 3, "psnr": 11.0}\n')
+    assert loop.train(load_train_config(TINY_CONFIG), data, tmp_path, resume=True, progress=False) == 0
+    straight, resumed = read_metrics(stage1_run), read_metrics(tmp_path)
+    assert [m["step"] for m in resumed] == [m["step"] for m in straight] == [1, 2, 3, 4]
+    keys = ["train/total", "train/l1", "train/entropy", "train/commitment", "train/gan", "train/disc_total", "train/lecam"]
+    for a, b in zip(straight, resumed):
+        assert {k: a.get(k) for k in keys} == {k: b.get(k) for k in keys}
+    assert (tmp_path / "eval.jsonl").read_text() == '{"step": 2, "psnr": 10.0}\n'
+    assert not list(tmp_path.glob(".*.tmp"))
+    final_a = read_checkpoint(stage1_run / "checkpoints" / "step-00000004.pt")
+    final_b = read_checkpoint(tmp_path / "checkpoints" / "step-00000004.pt")
+    for name, value in final_a["model"].items():
+        assert torch.equal(value, final_b["model"][name]), name
+
+
+def test_widening_keeps_the_stage1_output():
+    torch.manual_seed(0)
+    plain = wetok.Tokenizer(load_train_config(TINY_CONFIG).tokenizer_config()).eval()
+    generative = wetok.Tokenizer(load_train_config(TINY_CONFIG, ["train.stage=2", "init.checkpoint=x"]).tokenizer_config()).eval()
+    generative.load_state_dict(widen_for_noise(plain.state_dict(), 16))
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    noise = torch.randn(2, 16, 8, 8) * 3
+    assert torch.equal(plain.reconstruct(images), generative.reconstruct(images, noise=noise))
+
+
+def test_stage2_starts_where_stage1_ended_and_trains_the_decoder_only(stage1_run, data, tmp_path):
+    ckpt = stage1_run / "checkpoints" / "step-00000004.pt"
+    cfg = load_train_config(TINY_CONFIG, ["train.stage=2", f"init.checkpoint={ckpt}", "train.steps=2", "loss.gan_start=0"])
+    parts, notes = loop.build_parts(cfg, torch.device("cpu"))
+    assert parts.model.config.generative and any("stage 2" in n for n in notes)
+    stage1 = wetok.load(stage1_run / "model")
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    start = parts.model.eval().reconstruct(images, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(start, stage1.reconstruct(images))
+    assert loop.train(cfg, data, tmp_path, progress=False) == 0
+    metrics = read_metrics(tmp_path)
+    assert "train/entropy" not in metrics[0] and "train/gan" in metrics[0]
+    assert metrics[0]["train/total"] == pytest.approx(metrics[0]["train/l1"] + 0.1 * metrics[0]["train/gan"], rel=1e-5)
+    after = read_checkpoint(tmp_path / "checkpoints" / "step-00000002.pt")["model"]
+    before = read_checkpoint(ckpt)["ema"]["model"]
+    assert all(torch.equal(after[k], before[k]) for k in before if k.startswith("encoder."))
+    assert not torch.equal(after["decoder.conv_out.weight"], before["decoder.conv_out.weight"])
+    assert wetok.load(tmp_path / "model").config.generative
+
+
+def test_deepened_model_starts_where_the_checkpoint_ended_and_grows(stage1_run, data, tmp_path):
+    ckpt = stage1_run / "checkpoints" / "step-00000004.pt"
+    cfg = load_train_config(TINY_CONFIG, ["model.num_res_blocks=3", f"init.checkpoint={ckpt}", "init.deepen=true",
+                                          "train.steps=2", "loss.gan_start=0"])
+    parts, notes = loop.build_parts(cfg, torch.device("cpu"))
+    assert any("residual blocks it lacks starting as identities" in n for n in notes)
+    state = parts.model.state_dict()
+    assert state["encoder.down.0.block.2.conv2.weight"].abs().sum() == 0
+    assert state["decoder.up.1.block.1.conv1.weight"].abs().sum() > 0  # fresh, not zero: it learns once conv2 moves
+    shallow = wetok.load(stage1_run / "model")
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.equal(parts.model.eval().reconstruct(images), shallow.reconstruct(images))
+    assert loop.train(cfg, data, tmp_path, progress=False) == 0
+    after = read_checkpoint(tmp_path / "checkpoints" / "step-00000002.pt")["model"]
+    assert after["decoder.mid_block.2.conv2.weight"].abs().sum() > 0
+    deep = wetok.load(tmp_path / "model")
+    assert deep.config.num_res_blocks == 3
+
+    # a resumed run reads its own checkpoint only: the starting file may be gone by then
+    moved = ckpt.with_name("moved.pt")
+    ckpt.rename(moved)
+    try:
+        resumed = load_train_config(tmp_path / "config.yaml", ["train.steps=3"])
+        assert loop.train(resumed, data, tmp_path, resume=True, progress=False) == 0
+    finally:
+        moved.rename(ckpt)
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2, 3]
+
+    # without init.deepen the missing blocks are an error naming them; a file deeper than the model too
+    with pytest.raises(WetokError, match=r"missing \(encoder\.down\.0\.block\.1\."):
+        loop.build_parts(load_train_config(TINY_CONFIG, ["model.num_res_blocks=2", f"init.checkpoint={ckpt}"]), torch.device("cpu"))
+    deep_ckpt = tmp_path / "checkpoints" / "step-00000002.pt"
+    with pytest.raises(WetokError, match=r"unexpected \(encoder\.down\.0\.block\.1\."):
+        loop.build_parts(load_train_config(TINY_CONFIG, [f"init.checkpoint={deep_ckpt}", "init.deepen=true"]), torch.device("cpu"))
+
+
+def test_deepen_refuses_keys_that_are_not_appended_blocks():
+    torch.manual_seed(0)
+    shallow = wetok.Tokenizer(load_train_config(TINY_CONFIG).tokenizer_config()).state_dict()
+    fresh = wetok.Tokenizer(load_train_config(TINY_CONFIG, ["model.num_res_blocks=2"]).tokenizer_config()).state_dict()
+    deepened = deepen(shallow, fresh)
+    assert set(deepened) == set(fresh) and torch.equal(deepened["encoder.conv_in.weight"], shallow["encoder.conv_in.weight"])
+    del shallow["encoder.conv_in.weight"]
+    with pytest.raises(WetokError, match="encoder.conv_in.weight is missing from the checkpoint and is not part of an appended"):
+        deepen(shallow, fresh)
+
+
+def test_fine_tune_from_released_checkpoint_takes_its_discriminator(reference):
+    cfg = load_train_config(None, [
+        "model.channels=32", "model.channel_mult=[1,2,2,2]", "model.num_res_blocks=1", "model.latent_channels=64",
+        "model.groups=8", f"init.checkpoint={reference / 'tiny_d8_g8.ckpt'}", "loss.perceptual_weight=0",
+    ])
+    parts, notes = loop.build_parts(cfg, torch.device("cpu"))
+    released = wetok.load(reference / "tiny_d8_g8.ckpt", config=reference / "tiny_d8_g8.yaml")
+    assert all(torch.equal(v, released.state_dict()[k]) for k, v in parts.model.state_dict().items())
+    raw = torch.load(reference / "tiny_d8_g8.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert torch.equal(parts.discriminator.main[0].weight, raw["loss.discriminator.main.0.weight"])
+    assert "discriminator from the same checkpoint" in notes
+    wrong = wetok.Tokenizer(load_train_config(TINY_CONFIG).tokenizer_config())
+    with pytest.raises(WetokError, match="weights do not fit the model"):
+        load_initial_weights(wrong, reference / "tiny_d8_g8.ckpt")
+
+
+def test_nan_loss_stops_naming_step_and_term(data, tmp_path, monkeypatch):
+    real = loop.generator_terms
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) >= 3:  # from the third step on
+            terms.parts["l1"] = torch.tensor(float("nan"))
+        return terms
+
+    monkeypatch.setattr(loop, "generator_terms", poisoned)
+    with pytest.raises(loop.TrainingDiverged, match=r"step 3: loss term l1 is not finite"):
+        loop.train(load_train_config(TINY_CONFIG), data, tmp_path, progress=False)
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2]  # the last good checkpoint stays
+    assert not (tmp_path / "model").exists()
+
+
+def test_sigterm_writes_a_checkpoint_and_stops(data, tmp_path, monkeypatch):
+    real = loop.generator_terms
+    calls = []
+
+    def interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "generator_terms", interrupt)
+    status = loop.train(load_train_config(TINY_CONFIG, ["train.ckpt_every=100"]), data, tmp_path, progress=False)
+    assert status == 128 + signal.SIGTERM
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [1]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert loop.export_latest(tmp_path).joinpath("model.safetensors").is_file()
+
+
+def test_perceptual_term_with_random_lpips_weights(data, tmp_path, monkeypatch):
+    import functools
+
+    import wetok.metrics.lpips
+
+    cfg = load_train_config(TINY_CONFIG, ["loss.perceptual_weight=1", "loss.perceptual_net=alex", "train.steps=1"])
+    with pytest.raises(wetok.WeightsNotFoundError, match="loss.perceptual_weight: 0"):
+        loop.build_perceptual(cfg, torch.device("cpu"))
+    monkeypatch.setattr(wetok.metrics.lpips, "LPIPS", functools.partial(wetok.metrics.lpips.LPIPS, pretrained=False))
+    assert loop.train(cfg, data, tmp_path, progress=False) == 0
+    m = read_metrics(tmp_path)[0]
+    assert m["train/perceptual"] > 0
+    assert m["train/total"] == pytest.approx(
+        m["train/l1"] + m["train/perceptual"] + 0.1 * m["train/entropy"] + 0.25 * m["train/commitment"], rel=1e-5)
+
+
+def test_squared_error_term(data, tmp_path):
+    cfg = load_train_config(TINY_CONFIG, ["loss.l2_weight=2.5", "loss.l1_weight=0.5", "train.steps=1"])
+    assert loop.train(cfg, data, tmp_path, progress=False) == 0
+    m = read_metrics(tmp_path)[0]
+    assert 0 < m["train/l2"] < 4 * m["train/l1"]  # |error| <= 2 in [-1, 1]
+    assert m["train/total"] == pytest.approx(
+        0.5 * m["train/l1"] + 2.5 * m["train/l2"] + 0.1 * m["train/entropy"] + 0.25 * m["train/commitment"], rel=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_and_accumulation(stage1_run, data, tmp_path, precision):
+    cfg = load_train_config(TINY_CONFIG, [f"train.precision={precision}", "train.steps=1"])
+    assert loop.train(cfg, data, tmp_path, progress=False) == 0
+    mixed, full = read_metrics(tmp_path)[0], read_metrics(stage1_run)[0]
+    assert mixed["train/l1"] == pytest.approx(full["train/l1"], rel=0.05)  # same batch, same init
+    assert mixed["train/entropy"] == pytest.approx(full["train/entropy"], rel=0.01)
+    accumulated = load_train_config(TINY_CONFIG, ["optim.grad_accum=2", "data.batch_size=1", "train.steps=1"])
+    assert loop.train(accumulated, data, tmp_path / "accum", progress=False) == 0
+    assert read_metrics(tmp_path / "accum")[0]["train/l1"] > 0
+
+
+def test_checkpoint_files_are_atomic(tmp_path):
+    from wetok.training.state import latest_checkpoint, save_checkpoint, set_aside_newer
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / ".step-00000009.pt.abc.tmp").write_bytes(b"half a file")  # a writer killed mid-way
+    (folder / "step-00000009.pt").write_bytes(b"corrupt")  # a damaged newest checkpoint
+    save_checkpoint(tmp_path, 3, {"x": torch.ones(2)}, keep=5)
+    assert sorted(p.name for p in folder.iterdir()) == ["step-00000003.pt", "step-00000009.pt"]
+    path, state = latest_checkpoint(tmp_path)
+    assert path.name == "step-00000003.pt" and torch.equal(state["x"], torch.ones(2))
+    assert [p.name for p in set_aside_newer(tmp_path, 3)] == ["step-00000009.pt.unreadable"]
+    for step in (4, 5, 6):
+        save_checkpoint(tmp_path, step, {}, keep=2)
+    assert sorted(p.name for p in folder.iterdir()) == ["step-00000005.pt", "step-00000006.pt", "step-00000009.pt.unreadable"]
+
+
+def test_heldout_evaluation_of_the_ema_weights(data, tmp_path):
+    import json
+
+    from wetok.images import to_uint8
+    from wetok.metrics import psnr, ssim
+    from wetok.training.data import evaluation_images
+
+    cfg = load_train_config(TINY_CONFIG, [f"eval.folder={data}", "eval.size=32", "eval.every=3"])
+    assert loop.train(cfg, data, tmp_path, progress=False) == 0
+    rows = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 4]
+    images = evaluation_images(data, 32, 64)
+    recon = wetok.load(tmp_path / "model").reconstruct(images)
+    assert rows[-1]["psnr"] == pytest.approx(psnr(to_uint8(images), to_uint8(recon)).mean().item(), rel=1e-9)
+    assert rows[-1]["ssim"] == pytest.approx(ssim(to_uint8(images), to_uint8(recon)).mean().item(), rel=1e-9)
+    assert (tmp_path / "samples" / "step-00000004.png").is_file()
+
+
+def test_adaptive_gan_weight_option(data, tmp_path):
+    cfg = load_train_config(TINY_CONFIG, ["loss.adaptive_gan_weight=true", "loss.gan_start=0", "train.steps=2"])
+    assert loop.train(cfg, data, tmp_path, progress=False) == 0
+    m = read_metrics(tmp_path)[0]
+    assert 0 < m["train/gan_adaptive_weight"] <= 1e4
+    stage1 = m["train/l1"] + 0.1 * m["train/entropy"] + 0.25 * m["train/commitment"]
+    assert m["train/total"] == pytest.approx(stage1 + 0.1 * m["train/gan_adaptive_weight"] * m["train/gan"], rel=1e-5)
