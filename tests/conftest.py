@@ -1,4 +1,7 @@
-"""Shared test fixtures: paths to the reference data produced by the original implementation."""
+"""Shared test fixtures: paths to the reference data produced by the original implementation.
+
+Without those fixtures the tests that need them skip, or under CI=true fail (`support.require_reference`),
+and the run ends with one line saying so."""
 
 from __future__ import annotations
 
@@ -8,7 +11,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from support import require_reference
+from support import REFERENCE, REFERENCE_NOT_FOUND, require_reference
+
+_missing: set[str] = set()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.failed and REFERENCE_NOT_FOUND in report.longreprtext:
+        _missing.add(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _missing:
+        terminalreporter.write_line(
+            f"CI=true and no reference fixtures at {REFERENCE}: {len(_missing)} test(s) that need them failed; "
+            "put ../shared (with fixtures/reference) beside the checkout, or name the folder in $WETOK_REFERENCE",
+            red=True, bold=True)
 
 
 @pytest.fixture(scope="session")

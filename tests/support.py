@@ -6,6 +6,7 @@ real loading code runs without the pretrained files)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,10 @@ from wetok.metrics.inception import FEATURE_DIM, WEIGHTS_FILE, FIDInceptionV3
 from wetok.metrics.lpips import BACKBONE_FILES
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / "shared" / "fixtures" / "reference"
-"""The original implementation's checkpoints and outputs (../shared beside the checkout)."""
+REFERENCE = Path(os.environ.get("WETOK_REFERENCE") or REPO.parent / "shared" / "fixtures" / "reference")
+"""The original implementation's checkpoints and outputs: ../shared/fixtures/reference beside the
+checkout, or the folder $WETOK_REFERENCE names (`WETOK_REFERENCE=/an/empty/dir` shows what runs
+and what is skipped without them; with CI=true as well, that the run fails)."""
 CASES = ("tiny_d16", "tiny_d8_g8", "tiny_gd_d32")
 TINY_CONFIG = REPO / "configs" / "tiny-cpu.yaml"
 """A training config small enough for a few steps on one CPU core."""
@@ -35,10 +38,28 @@ TINY_GD = TokenizerConfig(channels=32, channel_mult=(1, 2), num_res_blocks=1, la
 
 
 # ---- the reference fixtures -------------------------------------------------------------------
+def in_ci() -> bool:
+    """True when $CI is set to anything but "", 0, false or no (CI services set CI=true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+REFERENCE_NOT_FOUND = "reference fixtures not found"
+
+
+def reference_available() -> bool:
+    return (REFERENCE / "cases.json").is_file()
+
+
 def require_reference() -> Path:
-    """The reference fixtures directory, or skip (CI has ../shared beside the checkout)."""
-    if not (REFERENCE / "cases.json").is_file():
-        pytest.skip(f"reference fixtures not found at {REFERENCE} (they live in ../shared beside the checkout)")
+    """The reference fixtures directory. Without it a test is skipped, except under CI (`in_ci`),
+    where it fails: there the fixtures are part of what is tested, and a green run that skipped
+    them would hide that the reproduction of the original was never checked. Only tests whose
+    point is the original's files or numbers use this; the others use random-weight models."""
+    if not reference_available():
+        message = f"{REFERENCE_NOT_FOUND} at {REFERENCE} (../shared/fixtures/reference beside the checkout, or $WETOK_REFERENCE)"
+        if in_ci():
+            pytest.fail(f"{message}; CI=true: the tests that need them fail instead of skipping", pytrace=False)
+        pytest.skip(message)
     return REFERENCE
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import support
 import wetok
 from support import CASES
 
@@ -67,3 +68,20 @@ def test_architecture_inferred_without_yaml(reference, case):
     from_yaml = wetok.TokenizerConfig.from_released_yaml(reference / f"{case}.yaml")
     inferred = wetok.load(reference / f"{case}.ckpt").config
     assert inferred == from_yaml
+
+
+@pytest.mark.parametrize("ci, outcome", [(None, "skip"), ("", "skip"), ("false", "skip"), ("0", "skip"), ("true", "fail"),
+                                         ("1", "fail"), ("yes", "fail")])
+def test_missing_fixtures_skip_locally_and_fail_in_ci(tmp_path, monkeypatch, ci, outcome):
+    """Without the fixtures a test that needs them is skipped, but under CI it fails: a green CI
+    run must have checked the reproduction of the original."""
+    monkeypatch.setattr(support, "REFERENCE", tmp_path)
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    expected = pytest.skip.Exception if outcome == "skip" else pytest.fail.Exception
+    with pytest.raises(expected, match=f"not found at {tmp_path}"):
+        support.require_reference()
+    (tmp_path / "cases.json").write_text("{}")
+    assert support.require_reference() == tmp_path

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from wetok.errors import WetokError
 from wetok.images import CropBox
 from wetok.tokens import (
     TokenSet,
+    find_beside,
     json_document,
     pack_tokens,
     packed_size,
@@ -211,7 +213,9 @@ def test_fixture_json_files_read_as_image0_tokens(case):
     ts = read_tokens(ref / f"{case}_tokens.json", downsample=model.downsample, groups=model.groups)
     per_image = exp["ema_indices"].numel() // 2
     assert torch.equal(ts.tokens.flatten(), exp["ema_indices"][:per_image])
-    assert ts.model_hint == {"config": str(ref / f"{case}.yaml"), "ckpt": str(ref / f"{case}.ckpt")}
+    # the entries as the file gives them; followed beside the token file (`find_beside`)
+    assert ts.model_hint == {"config": f"{case}.yaml", "ckpt": f"{case}.ckpt"}
+    assert find_beside(ts.model_hint["ckpt"], ref / f"{case}_tokens.json") == ref / f"{case}.ckpt"
 
 
 JUNK = [None, True, -1, 0, 1.5, "x", "", [], [1, 2], [[1]], {"a": 1}, 2**70]
@@ -259,3 +263,272 @@ def test_every_single_byte_change_of_a_wtok_file_is_caught():
         damaged[position] ^= 0x5A
         with pytest.raises(WetokError):
             read_wtok_bytes(bytes(damaged), "f.wtok")
+
+
+# ---- hostile token files (issue 17: #9, #12, and fuzzing) ---------------------------------------
+def _one_line_error(call, source: str) -> str:
+    with pytest.raises(WetokError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(source), message
+    return message
+
+
+@pytest.mark.parametrize("depth", [1_000, 200_000])
+@pytest.mark.parametrize("where", ["top", "wetok", "shape", "crop_box"])
+def test_deeply_nested_json_is_one_line(tmp_path, depth, where):
+    nest = "[" * depth + "]" * depth
+    if where == "top":
+        text = nest
+    else:
+        doc = json.loads(original_json(np.zeros(64)))
+        doc[where if where != "shape" else "wetok"] = "NEST"
+        if where == "shape":
+            doc["wetok"] = {"data": "", "dtype": "uint8", "shape": "NEST"}
+        text = json.dumps(doc).replace('"NEST"', nest)
+    path = tmp_path / "deep.json"
+    path.write_text(text)
+    _one_line_error(lambda: read_tokens(path, downsample=16, groups=4), str(path))
+    _one_line_error(lambda: read_json_text(text, "t.json", downsample=16, groups=4), "t.json")
+
+
+@pytest.mark.parametrize("literal", ["9" * 5000, "-" + "1" * 10_000, "1e99999", "NaN"])
+def test_absurd_json_numbers_are_one_line(literal):
+    text = original_json(np.zeros(64)).replace('"image_size": 64', f'"image_size": {literal}')
+    _one_line_error(lambda: read_json_text(text, "t.json", downsample=16, groups=4), "t.json")
+
+
+def test_non_regular_token_files_are_refused_unread(tmp_path):
+    import os
+    import time
+
+    fifo = tmp_path / "pipe.wtok"
+    os.mkfifo(fifo)  # reading it would block forever
+    link = tmp_path / "zero.json"
+    link.symlink_to("/dev/zero")
+    for path in (Path("/dev/zero"), Path("/dev/urandom"), fifo, link):
+        start = time.perf_counter()
+        message = _one_line_error(lambda path=path: read_tokens(path), str(path))
+        assert "only regular files are read" in message and time.perf_counter() - start < 1
+    assert "is a directory" in _one_line_error(lambda: read_tokens(tmp_path), str(tmp_path))
+    long_name = tmp_path / ("x" * 5000)
+    assert "cannot read" in _one_line_error(lambda: read_tokens(long_name), str(long_name))
+
+
+@pytest.mark.parametrize("kind", ["wtok", "json", "json-named-wtok"])
+def test_token_files_over_the_size_caps_are_refused_unread(tmp_path, kind):
+    import time
+
+    from wetok.tokens import JSON_MAX_BYTES, WTOK_MAX_BYTES
+
+    path = tmp_path / ("big.wtok" if kind != "json" else "big.json")
+    limit = WTOK_MAX_BYTES if kind == "wtok" else JSON_MAX_BYTES
+    with path.open("wb") as fh:  # sparse: no disk space used
+        fh.write(b"WTOK" if kind == "wtok" else b'{"wetok": ')
+        fh.truncate(limit + 1)
+    start = time.perf_counter()
+    message = _one_line_error(lambda: read_tokens(path), str(path))
+    assert f"{limit + 1} bytes" in message and str(limit) in message and time.perf_counter() - start < 1
+
+
+def test_files_of_too_many_tokens_are_refused_before_unpacking(tmp_path, monkeypatch):
+    import wetok.tokens
+
+    ts = token_set(n=3, h=2, w=3, g=2, b=4)
+    wtok = write_tokens(tmp_path / "t.wtok", ts)
+    one = token_set(n=1, h=2, w=3, g=2, b=4)
+    js = write_tokens(tmp_path / "t.json", one)
+    monkeypatch.setattr(wetok.tokens, "MAX_TOKENS", 2 * 3 * 2 * 2)  # two images' worth
+    assert "36 tokens, more than one token file may hold (24)" in _one_line_error(lambda: read_tokens(wtok), str(wtok))
+    assert read_tokens(js).tokens.shape == (1, 2, 3, 2)
+    monkeypatch.setattr(wetok.tokens, "MAX_TOKENS", 11)
+    assert "holds 12 tokens" in _one_line_error(lambda: read_tokens(js), str(js))
+
+
+def test_unpacking_in_chunks_gives_the_same_tokens(monkeypatch):
+    import wetok.tokens
+
+    for n, h, w, g, b in [(7, 3, 5, 2, 5), (5, 2, 2, 3, 24), (9, 4, 4, 1, 1), (1, 6, 7, 4, 8)]:
+        ts = token_set(n=n, h=h, w=w, g=g, b=b, seed=n + b)
+        blob = pack_tokens(ts.tokens, b)
+        for chunk in (1, 8, 100, 1 << 26):
+            monkeypatch.setattr(wetok.tokens, "UNPACK_CHUNK_BITS", chunk)
+            assert torch.equal(unpack_tokens(blob, n, (h, w), g, b, "x"), ts.tokens)
+    bad = bytearray(pack_tokens(token_set(n=3, h=1, w=1, g=1, b=3).tokens, 3))
+    bad[2] |= 0x80  # a padding bit of the last image
+    monkeypatch.setattr(wetok.tokens, "UNPACK_CHUNK_BITS", 8)
+    with pytest.raises(WetokError, match="non-zero padding"):
+        unpack_tokens(bytes(bad), 3, (1, 1), 1, 3, "x")
+
+
+def _with_crc(blob: bytes | bytearray) -> bytes:
+    fixed = bytearray(blob)
+    if len(fixed) >= 52:
+        struct.pack_into("<I", fixed, 48, 0)
+        struct.pack_into("<I", fixed, 48, zlib.crc32(fixed) & 0xFFFFFFFF)
+    return bytes(fixed)
+
+
+def test_forged_string_lengths_with_a_valid_checksum_are_refused():
+    blob = bytearray(wtok_bytes(token_set(n=1, h=1, w=1, g=1, b=8)))
+    for plen in (200, 255, blob[60] + 1):
+        forged = bytearray(blob)
+        forged[60] = plen
+        _one_line_error(lambda forged=forged: read_wtok_bytes(_with_crc(forged), "f.wtok"), "f.wtok")
+
+
+def _mutations(blob: bytes, rng: np.random.Generator, count: int):
+    """`count` damaged copies of `blob`: flipped bits, random bytes, truncations, extensions,
+    insertions, deletions and repeated slices, one to a few at a time."""
+    for _ in range(count):
+        data = bytearray(blob)
+        for _ in range(int(rng.integers(1, 4))):
+            op = int(rng.integers(0, 7))
+            pos = int(rng.integers(0, max(1, len(data))))
+            if op == 0 and data:
+                data[pos] ^= 1 << int(rng.integers(0, 8))
+            elif op == 1 and data:
+                data[pos] = int(rng.integers(0, 256))
+            elif op == 2:
+                data = data[:pos]
+            elif op == 3:
+                data += bytes(rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8))
+            elif op == 4:
+                data[pos:pos] = bytes(rng.integers(0, 256, int(rng.integers(1, 8)), dtype=np.uint8))
+            elif op == 5:
+                del data[pos : pos + int(rng.integers(1, 8))]
+            else:
+                data[pos:pos] = data[pos : pos + int(rng.integers(1, 32))] * int(rng.integers(1, 4))
+        yield bytes(data)
+
+
+def _outcome(read, source: str) -> str:
+    try:
+        result = read()
+    except WetokError as exc:
+        message = str(exc)
+        assert "\n" not in message and message.startswith(source), message
+        return "error"
+    assert isinstance(result, TokenSet)
+    assert result.tokens.dtype == torch.int64 and result.tokens.dim() == 4
+    if result.bits_per_group > 0 and result.tokens.numel():
+        assert 0 <= int(result.tokens.min()) and int(result.tokens.max()) < 2**result.bits_per_group
+    return "read"
+
+
+def test_fuzzed_wtok_files_are_a_token_set_or_a_wetok_error():
+    """Thousands of seeded mutations of valid .wtok files, with the checksum left as it is and
+    recomputed (so that the header's values themselves are explored): never another exception."""
+    rng = np.random.default_rng(17)
+    seeds = [
+        token_set(n=2, h=2, w=3, g=2, b=5),
+        token_set(n=1, h=1, w=1, g=1, b=1, identity=ModelIdentity("00" * 8, None, None, "saved")),
+        token_set(n=3, h=2, w=2, g=4, b=8, crop=CropBox(1, 2, 20, 25), original_size=(99, 77), resize="crop", size=32),
+        token_set(n=1, h=3, w=1, g=3, b=24, identity=ModelIdentity("ff" * 8, "imagenet-d8", "a/../b\0c", "raw")),
+    ]
+    outcomes = {"error": 0, "read": 0}
+    for ts in seeds:
+        blob = wtok_bytes(ts)
+        for damaged in _mutations(blob, rng, 700):
+            outcomes[_outcome(lambda damaged=damaged: read_wtok_bytes(damaged, "f.wtok"), "f.wtok")] += 1
+            outcomes[_outcome(lambda damaged=damaged: read_wtok_bytes(_with_crc(damaged), "f.wtok"), "f.wtok")] += 1
+        header = struct.unpack_from("<H", blob, 6)[0]
+        for _ in range(500):  # the header's fields in place, checksum recomputed
+            damaged = bytearray(blob)
+            for _ in range(int(rng.integers(1, 3))):
+                damaged[int(rng.integers(4, header))] = int(rng.integers(0, 256))
+            outcomes[_outcome(lambda damaged=damaged: read_wtok_bytes(_with_crc(damaged), "f.wtok"), "f.wtok")] += 1
+    assert outcomes["error"] > 4000 and outcomes["read"] > 20, outcomes
+
+
+def test_fuzzed_json_token_files_are_a_token_set_or_a_wetok_error(tmp_path):
+    """Byte-level mutations of JSON token files (wetok's and the original layout), read as text
+    and through `read_tokens`; and structural ones: any value replaced by random JSON."""
+    from wetok.tokens import finish_json_tokens
+
+    rng = np.random.default_rng(23)
+    cfg = wetok.TokenizerConfig(channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, latent_channels=8, groups=2)
+    wetok_doc = json.dumps(json_document(token_set(n=1, h=3, w=3, g=2, b=4, downsample=4)))
+    original = original_json(np.arange(36) % 16, image_size=12)
+    outcomes = {"error": 0, "read": 0}
+    path = tmp_path / "f.json"
+
+    def read_text(blob: bytes):
+        try:
+            text = blob.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WetokError("f.json: not UTF-8") from None
+        ts = read_json_text(text, "f.json", downsample=4, groups=2)
+        return finish_json_tokens(ts, cfg, "f.json") if ts.bits_per_group < 0 else ts
+
+    for text in (wetok_doc, original):
+        for k, damaged in enumerate(_mutations(text.encode(), rng, 1000)):
+            outcomes[_outcome(lambda damaged=damaged: read_text(damaged), "f.json")] += 1
+            if k % 10 == 0:
+                path.write_bytes(damaged)
+                outcomes[_outcome(lambda: read_tokens(path, downsample=4, groups=2), str(path))] += 1
+
+    def random_value(depth: int = 0):
+        pick = int(rng.integers(0, 9 if depth < 3 else 6))
+        if pick == 6:
+            return [random_value(depth + 1) for _ in range(int(rng.integers(0, 4)))]
+        if pick == 7:
+            return {str(i): random_value(depth + 1) for i in range(int(rng.integers(0, 3)))}
+        if pick == 8:
+            return [[[[[]]]]] if depth else [[0] * 3] * 3
+        return [None, True, int(rng.integers(-3, 2**40)), float(rng.normal()), "x" * int(rng.integers(0, 5)),
+                "../../etc/passwd"][pick]
+
+    good = json.loads(wetok_doc)
+    for _ in range(1500):
+        doc = json.loads(wetok_doc)
+        for _ in range(int(rng.integers(1, 3))):
+            path_keys = _paths(good)[int(rng.integers(0, len(_paths(good))))]
+            target = doc
+            for key in path_keys[:-1]:
+                target = target[key] if isinstance(target, dict) and isinstance(target.get(key), dict) else {}
+            target[path_keys[-1]] = random_value()
+        outcomes[_outcome(lambda doc=doc: read_text(json.dumps(doc).encode()), "f.json")] += 1
+    assert outcomes["error"] > 2000 and outcomes["read"] > 50, outcomes
+
+
+@pytest.mark.parametrize(
+    "name, followable",
+    [
+        ("WeTok.ckpt", True), ("my weights.ckpt", True), ("default_model", True), ("..x", True), ("x..", True),
+        ("../../outside/model", False), ("/etc/passwd", False), ("a/b", False), ("a\\b", False), ("..", False),
+        (".", False), ("", False), ("x\0y", False), ("C:\\x", False),
+    ],
+)
+def test_weights_names_must_be_plain_base_names(name, followable):
+    from wetok.tokens import weights_name_problem
+
+    assert (weights_name_problem(name) is None) == followable
+
+
+@pytest.mark.parametrize(
+    "entry, followable",
+    [
+        ("WeTok.ckpt", True), ("models/WeTok.ckpt", True), ("./m.ckpt", True), ("a/./b", True), ("..x/y", True),
+        ("/abs/m.ckpt", False), ("../m.ckpt", False), ("a/../../m.ckpt", False), ("a/..", False), ("..\\m.ckpt", False),
+        ("C:\\m.ckpt", False), ("C:m.ckpt", False), ("\\\\server\\share\\m", False), ("//host/m", False),
+        (".", False), ("./", False), ("m\0.ckpt", False), ("x" * 5000, False),
+    ],
+)
+def test_json_model_entries_must_be_relative_without_dotdot(entry, followable):
+    from wetok.tokens import model_entry_problem
+
+    assert (model_entry_problem(entry) is None) == followable
+
+
+def test_find_beside_looks_beside_the_token_file_then_in_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    token_file = tmp_path / "tok" / "t.json"
+    assert find_beside("m.ckpt", token_file) is None
+    (tmp_path / "cwd" / "m.ckpt").write_bytes(b"cwd")
+    assert find_beside("m.ckpt", token_file) == Path("m.ckpt")
+    (tmp_path / "tok" / "m.ckpt").write_bytes(b"beside")
+    assert find_beside("m.ckpt", token_file) == tmp_path / "tok" / "m.ckpt"
+    assert find_beside("y" * 5000, token_file) is None

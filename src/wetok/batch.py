@@ -11,6 +11,7 @@ not a skip.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -18,14 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WetokError
+from .files import require_regular_file, walk_files
 
 
 @dataclass(frozen=True)
 class Job:
-    """One input file and where its output goes."""
+    """One input file and where its output goes; `shared` when every job of the run gathers
+    into this one target (a packed `.wtok`), else no two items of a run may have one target."""
 
     source: Path
     target: Path
+    shared: bool = False
 
 
 @dataclass
@@ -75,6 +79,44 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def path_key(path: Path) -> str:
+    """What makes two paths one file for the collision checks: the absolute path with symbolic
+    links resolved (as far as it exists), `os.path.normcase`d and case-folded, so that names
+    differing only in case count as one (they are one file on case-insensitive file systems)."""
+    try:
+        resolved = os.path.realpath(path)
+    except (OSError, ValueError):
+        resolved = os.path.abspath(path)
+    return os.path.normcase(resolved).casefold()
+
+
+def check_collisions(jobs: list[Job]) -> None:
+    """Refuse, before any work, a run in which an output would replace another output of the run
+    or one of its inputs: two jobs with one target (`a/x.png b/x.png -o out`, or `x.png` and
+    `x.jpg` in one folder, or `a.wtok` and `a.json`, or one file given twice), or a target that is
+    one of the inputs. Jobs that share their target on purpose (`Job.shared`) are exempt from
+    the first rule. Raises `WetokError` naming both files."""
+    sources = {path_key(job.source): job.source for job in jobs}
+    claimed: dict[str, Job] = {}
+    for job in jobs:
+        key = path_key(job.target)
+        if key == path_key(job.source):
+            raise WetokError(f"{job.target}: output is the input file itself; choose another output path")
+        if key in sources:
+            raise WetokError(
+                f"{job.target}: the output of {job.source} would replace the input {sources[key]}; choose another output"
+            )
+        first = claimed.get(key)
+        if first is not None and not (job.shared and first.shared):
+            if path_key(first.source) == path_key(job.source):
+                raise WetokError(f"{job.source}: given twice (also as {first.source}); each input once")
+            raise WetokError(
+                f"{job.target}: both {first.source} and {job.source} would be written there (one would replace the "
+                "other); rename one of them or run them into different output folders"
+            )
+        claimed.setdefault(key, job)
+
+
 def plan_jobs(
     inputs: list[str],
     output: str,
@@ -93,6 +135,12 @@ def plan_jobs(
         single_output: True when the output is one file that gathers every input (a packed
             `.wtok`): every job then targets `output`.
 
+    Directories are walked with an explicit stack (any depth; `files.walk_files`); entries that
+    are not regular files but have an accepted ending (FIFOs, sockets, devices) become jobs too,
+    refused by name when they are read (`check_target`), so that nothing is left out unseen.
+    Before any work, a run whose outputs would collide (two jobs with one target, a target that
+    is an input: `check_collisions`) is refused with a `WetokError` naming both files.
+
     Returns (jobs, number of directory files ignored, single-file case?).
     """
     if not inputs:
@@ -108,24 +156,27 @@ def plan_jobs(
     ignored = 0
     for path in paths:
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            for file in sorted(walk_files(path)):
                 if not accept(file):
                     ignored += 1
                     continue
                 rel = file.relative_to(path)
-                jobs.append(Job(file, out if single_output else (out / rel).with_suffix(target_suffix)))
+                jobs.append(Job(file, out if single_output else (out / rel).with_suffix(target_suffix), single_output))
         else:
             target = out / path.with_suffix(target_suffix).name
-            jobs.append(Job(path, out if single_output else target))
+            jobs.append(Job(path, out if single_output else target, single_output))
     if not jobs:
         raise WetokError(f"no input files found in {', '.join(inputs)} ({ignored} other files ignored)")
+    check_collisions(jobs)
     return jobs, ignored, single
 
 
 def check_target(job: Job) -> None:
-    """Refuse to overwrite the input itself."""
+    """Refuse to overwrite the input itself, and refuse an input that is not a regular file (a
+    FIFO, a socket, a device such as /dev/zero: endless or unbounded reads) before reading it."""
     if _same_file(job.source, job.target):
         raise WetokError(f"{job.target}: output is the input file itself; choose another output path")
+    require_regular_file(job.source, "an input file", WetokError)
 
 
 def prepare_target(path: Path) -> None:
@@ -138,6 +189,16 @@ def prepare_target(path: Path) -> None:
         raise WetokError(f"{path}: is a directory; give a file name")
 
 
+def _clash(item: Item, inputs: dict[str, Path], claimed: dict[str, Path]) -> str | None:
+    """Why `item` may not write its target (an input of the run, an earlier item's output), or None."""
+    key = path_key(item.target)
+    if key in inputs:
+        return f"{item.target}: the output of {item.source} would replace the input {inputs[key]}"
+    if key in claimed:
+        return f"{item.target}: already the output of {claimed[key]} in this run; {item.source} would replace it"
+    return None
+
+
 def describe_error(exc: BaseException, target: Path) -> str:
     """One line for a failure: WetokError messages as they are, OS errors with the path."""
     if isinstance(exc, WetokError):
@@ -145,6 +206,8 @@ def describe_error(exc: BaseException, target: Path) -> str:
     if isinstance(exc, OSError):
         name = exc.filename or target
         return f"{name}: cannot write: {exc.strerror or exc}"
+    if isinstance(exc, MemoryError):
+        return f"{target}: out of memory"
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{target}: {type(exc).__name__}: {first}"
 
@@ -168,9 +231,17 @@ def run(
     single-file case the error propagates). `process(items)` does the work for one batch and
     returns, per item, None (done) or the exception that stopped it. Pending items of all keys
     are flushed when more than `max_pending` (default 4 batches) wait.
+
+    Outputs known only once a file is read (the `<name>_0000.png` pictures of a many-image token
+    file) are checked as they come: an item whose target is an input of the run, or the target
+    of an earlier item (unless its job's target is `shared`), is skipped with its reason (an
+    error in the single-file case) instead of replacing that file.
     """
     from tqdm import tqdm
 
+    jobs = list(jobs)
+    inputs = {path_key(job.source): job.source for job in jobs}
+    claimed: dict[str, Path] = {}
     summary = Summary()
     pending: dict[Hashable, list[Item]] = {}
     images_loaded = 0
@@ -202,7 +273,7 @@ def run(
         for job in jobs:
             try:
                 items = load(job, images_loaded)
-            except (WetokError, OSError) as exc:
+            except (WetokError, OSError, MemoryError) as exc:
                 if single:
                     raise
                 skip(job.source, describe_error(exc, job.target))
@@ -210,6 +281,15 @@ def run(
                 images_loaded += 1  # a file that cannot be read counts as one image of the run
                 continue
             images_loaded += len(items)
+            clash = None if job.shared else next((c for c in (_clash(it, inputs, claimed) for it in items) if c), None)
+            if clash is not None:
+                if single:
+                    raise WetokError(clash)
+                skip(job.source, clash)
+                bar.update(1)
+                continue
+            if not job.shared:
+                claimed.update((path_key(item.target), item.source) for item in items)
             if len(items) > 1:
                 bar.total += len(items) - 1
                 bar.refresh()

@@ -31,11 +31,13 @@ from PIL import Image
 
 from .batch import Item, Job, Summary, check_target, plan_jobs, prepare_target, run
 from .config import PRESETS, ModelIdentity
-from .errors import WetokError
+from .errors import UnsafeCheckpointError, WetokError
 from .images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
+    MAX_SIZE,
     CropBox,
+    check_target_pixels,
     crop,
     image_format,
     pad_to_multiple,
@@ -55,8 +57,11 @@ from .tokens import (
     GridUnknownError,
     TokenSet,
     check_compatible,
+    find_beside,
     finish_json_tokens,
+    model_entry_problem,
     read_tokens,
+    weights_name_problem,
     write_tokens,
 )
 from .weights import DEFAULT_MODEL_NAME, default_model_available, load
@@ -100,7 +105,10 @@ class Codec:
         seed: the generative decoder's noise seed (image i of a run uses seed + i).
         batch_size: images per forward pass (same-sized images only).
         progress: show progress bars (None: only on a terminal).
-        device, weights, trust_pickle: how a model that a token file names is loaded.
+        device, weights: how a model that a token file names is loaded.
+        trust_pickle: kept for the command line's options; it never applies to a model found
+            through a token file (those are always loaded with trust_pickle=False): only a model
+            the user names (`Codec(model=wetok.load(..., trust_pickle=True))`, `--ckpt`) is trusted.
     """
 
     model: Tokenizer | None = None
@@ -117,8 +125,8 @@ class Codec:
     _models: dict[tuple, Tokenizer] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.size < 0:
-            raise WetokError(f"--size must be 0 (own resolution) or a positive number of pixels, got {self.size}")
+        if self.size < 0 or self.size > MAX_SIZE:
+            raise WetokError(f"--size must be 0 (own resolution) or a number of pixels up to {MAX_SIZE}, got {self.size}")
         if self.resize not in ("crop", "stretch"):
             raise WetokError(f"resize must be 'crop' or 'stretch', got {self.resize!r}")
         if self.batch_size < 1:
@@ -127,6 +135,16 @@ class Codec:
             raise WetokError(f"--max-pixels must be 0 (no limit) or positive, got {self.max_pixels}")
         if self.model is not None and 0 < self.size < self.model.downsample:
             raise WetokError(f"--size {self.size} is smaller than one token of this model ({self.model.downsample} pixels)")
+        if self.max_pixels is not None and self.size * self.size > max(self.max_pixels, DEFAULT_MAX_PIXELS):
+            raise WetokError(
+                f"--size {self.size} makes {self.size}x{self.size} = {self.size * self.size} pixels per image, over the "
+                f"limit of {max(self.max_pixels, DEFAULT_MAX_PIXELS)} pixels (a larger --max-pixels, or 0, lifts it)"
+            )
+
+    def _resize_limit(self) -> int | None:
+        """The most pixels a resize may produce: the bomb limit, but never less than the size x
+        size picture asked for (None: no limit)."""
+        return None if self.max_pixels is None else max(self.max_pixels, self.size * self.size)
 
     def _require_model(self) -> Tokenizer:
         if self.model is None:
@@ -136,17 +154,23 @@ class Codec:
     # ---- one image -------------------------------------------------------------------------------
     def prepare(self, image: Image.Image | np.ndarray, source: str = "image") -> PreparedImage:
         """Size an RGB PIL image or uint8 array (H, W, 3) by `size`/`resize` and pad it to
-        multiples of the model's f."""
+        multiples of the model's f: float32 (1, 3, H', W') in [-1, 1].
+
+        The pixels processed stay within `max_pixels` (but size x size is always allowed): the
+        image itself at its own resolution, the resized image before the centre crop (an extreme
+        aspect ratio would make it huge: 12000 x 1 at size 256 is 3,072,000 x 256); beyond, a
+        `WetokError` naming `source`."""
         f = self._require_model().downsample
         array = np.asarray(to_rgb(image)) if isinstance(image, Image.Image) else np.asarray(image)
         height, width = array.shape[:2]
         if self.size == 0:
             if height < f or width < f:
                 raise WetokError(f"{source}: image {width}x{height} is smaller than one token ({f}x{f} pixels)")
+            check_target_pixels(height, width, (height, width), self.max_pixels, source, "processing at its own resolution")
         elif self.resize == "crop":
-            array = resize_shorter_center_crop(array, self.size)
+            array = resize_shorter_center_crop(array, self.size, max_pixels=self._resize_limit(), name=source)
         else:
-            array = stretch_resize(array, self.size)
+            array = stretch_resize(array, self.size, max_pixels=self._resize_limit(), name=source)
         padded, box = pad_to_multiple(to_tensor(array), f)
         return PreparedImage(padded, box, (height, width))
 
@@ -209,7 +233,8 @@ class Codec:
             )
         else:
             pictures = model.decode(tokens.tokens, noise=noise).float().cpu()
-        assert tokens.crop is not None
+        if tokens.crop is None:  # set by TokenSet, unless changed afterwards
+            raise WetokError("token set without its crop box: cannot be decoded")
         return crop(pictures, tokens.crop)
 
     def decode_images(self, tokens: TokenSet) -> list[Image.Image]:
@@ -222,9 +247,10 @@ class Codec:
     # ---- the model a token file names -------------------------------------------------------------
     def open_tokens(self, path: Path) -> tuple[Tokenizer, TokenSet]:
         """Read a token file and find the model that decodes it: the codec's when it has one, else
-        the one the file names (a preset; a weights file beside the token file or in the working
-        directory; an original JSON file's "config"/"ckpt" entries, relative to the file when not
-        found as given). Checks that model and tokens fit together."""
+        the one the file names (`_model_named`: a preset; the bundled default model; a weights
+        file, by base name, beside the token file or in the working directory; an original JSON
+        file's "config"/"ckpt" entries, relative paths without "..", beside the file or in the
+        working directory). Checks that model and tokens fit together."""
         source = str(path)
         if self.model is not None:
             model = self.model
@@ -243,40 +269,86 @@ class Codec:
             check_compatible(tokens, model.config, source)
         return model, tokens
 
-    def _load_once(self, ckpt: str | None, config: str | None, weights: str) -> Tokenizer:
+    def _load_once(self, ckpt: str | None, config: str | None, weights: str, source: str) -> Tokenizer:
+        """The model a token file (`source`) names, loaded once per run. Never with
+        `trust_pickle`: a file that needs arbitrary unpickling is refused, saying how the user can
+        vouch for it (naming it with --ckpt/--preset and --trust-pickle)."""
         key = (ckpt, config, weights)
         if key not in self._models:
-            self._models[key] = load(ckpt, config=config, weights=weights, device=self.device, trust_pickle=self.trust_pickle)  # type: ignore[arg-type]
+            try:
+                self._models[key] = load(ckpt, config=config, weights=weights, device=self.device, trust_pickle=False)  # type: ignore[arg-type]
+            except UnsafeCheckpointError:
+                option = f"--preset {ckpt}" if ckpt in PRESETS else f"--ckpt {ckpt}"
+                raise UnsafeCheckpointError(
+                    f"{source}: the model it names ({ckpt}) needs arbitrary unpickling, which can run code; a model found "
+                    f"through a token file is never unpickled, even with --trust-pickle: if you trust it, name it yourself "
+                    f"({option} --trust-pickle)"
+                ) from None
         return self._models[key]
 
     def _model_named(self, ident: ModelIdentity | None, hint: dict[str, str], source: str) -> Tokenizer:
+        """The model a token file names, looked up only where docs/token-formats.md says: a JSON
+        file's "ckpt" (and "config") when a relative path without ".." (beside the token file,
+        then in the working directory); the identity's preset; the bundled default model; the
+        identity's weights file when a plain base name (beside the token file, then in the
+        working directory); a JSON "config" that is a preset name; the default model. A path that
+        breaks these rules is not followed: one line says so (and what to pass instead)."""
         weights = ident.weights if ident and ident.weights in ("ema", "raw") else self.weights
-        if hint.get("ckpt"):
-            ckpt = Path(hint["ckpt"])
-            if not ckpt.exists():
-                raise WetokError(f"{source}: the model it names ({hint['ckpt']}) is not found; pass --ckpt (and --config)")
-            cfg = hint.get("config")
-            return self._load_once(str(ckpt), cfg if cfg and (cfg in PRESETS or Path(cfg).is_file()) else None, weights)
+        token_file = Path(source)
+        refused: list[str] = []
+        ckpt_entry = hint.get("ckpt")
+        if ckpt_entry:
+            problem = model_entry_problem(ckpt_entry)
+            if problem:
+                refused.append(f'its "ckpt" entry {_shown(ckpt_entry)} is not followed ({problem})')
+            else:
+                ckpt = find_beside(ckpt_entry, token_file)
+                if ckpt is None:
+                    raise WetokError(
+                        f"{source}: the model it names ({ckpt_entry}) is not found beside it or in the working directory; "
+                        "pass --ckpt (and --config)"
+                    )
+                return self._load_once(str(ckpt), self._config_named(hint.get("config"), token_file, source), weights, source)
         if ident and ident.preset in PRESETS:
-            return self._load_once(ident.preset, None, weights)
+            return self._load_once(ident.preset, None, weights, source)
         if ident and ident.weights_file == DEFAULT_MODEL_NAME and default_model_available():
-            return self._load_once(None, None, "ema")  # the bundled default model (its architecture is checked next)
+            return self._load_once(None, None, "ema", source)  # the bundled default model (its architecture is checked next)
         if ident and ident.weights_file:
-            for folder in (Path(source).parent, Path.cwd()):
-                candidate = folder / ident.weights_file
-                if candidate.exists():
+            problem = weights_name_problem(ident.weights_file)
+            if problem:
+                refused.append(f"its weights file name {_shown(ident.weights_file)} is not followed ({problem})")
+            else:
+                candidate = find_beside(ident.weights_file, token_file)
+                if candidate is not None:
                     # a released-layout YAML of the same name beside the weights gives the architecture
                     yaml = next((str(y) for y in (candidate.with_suffix(".yaml"), candidate.with_suffix(".yml")) if y.is_file()), None)
-                    return self._load_once(str(candidate), yaml if candidate.is_file() else None, weights)
-            raise WetokError(
-                f"{source}: made with weights {ident.weights_file!r} (architecture {ident.architecture}), not found beside "
-                "the file or in the working directory; pass --ckpt"
-            )
+                    return self._load_once(str(candidate), yaml if candidate.is_file() else None, weights, source)
+                raise WetokError(
+                    f"{source}: made with weights {ident.weights_file!r} (architecture {ident.architecture}), not found beside "
+                    "the file or in the working directory; pass --ckpt"
+                )
+        if refused:
+            raise WetokError(f"{source}: {'; '.join(refused)}; pass the model with --ckpt (and --config) or --preset")
         if hint.get("config") in PRESETS:
-            return self._load_once(hint["config"], None, weights)
+            return self._load_once(hint["config"], None, weights, source)
         if default_model_available():
-            return self._load_once(None, None, "ema")
+            return self._load_once(None, None, "ema", source)
         raise WetokError(f"{source}: the file names no model it was made with; pass --ckpt/--config or --preset")
+
+    @staticmethod
+    def _config_named(entry: str | None, token_file: Path, source: str) -> str | None:
+        """A JSON token file's "config" entry as a config to load: a preset name, or a followable
+        relative path to an existing file (beside the token file, then in the working directory);
+        None when absent or not found (the architecture is then read off the weights)."""
+        if not entry:
+            return None
+        if entry in PRESETS:
+            return entry
+        problem = model_entry_problem(entry)
+        if problem:
+            raise WetokError(f'{source}: its "config" entry {_shown(entry)} is not followed ({problem}); pass --ckpt and --config')
+        found = find_beside(entry, token_file)
+        return str(found) if found is not None and found.is_file() else None
 
     # ---- many files --------------------------------------------------------------------------------
     def encode_files(self, inputs: list[str], output: str, *, token_format: str = "wtok") -> Summary:
@@ -417,3 +489,9 @@ def _is_image(path: Path) -> bool:
 
 def _is_tokens(path: Path) -> bool:
     return path.suffix.lower() in TOKEN_SUFFIXES
+
+
+def _shown(value: str) -> str:
+    """A short repr of a name read from a file, for one-line messages."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

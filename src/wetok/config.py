@@ -9,16 +9,54 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
+import operator
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .files import read_regular_file
 
 HUB_REPO = "GrayShine/WeTok"
+MAX_PARAMETERS = 2**31
+"""The largest model a configuration may describe (the largest preset, general-cr768, has 1.67e9):
+a forged config asking for more is refused before anything is allocated."""
+MAX_LEVELS = 16
+"""At most 16 resolution levels: downsample factor 2**15, the largest a .wtok header stores."""
+
+
+def _positive_int(value: Any, key: str) -> int:
+    """`value` as an int when it is a positive integer (Python or numpy; not a bool, float or
+    string); otherwise a `ConfigError` naming `key`."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise ConfigError(f"{key} must be a positive integer, got {_shown(value)}")
+    number = operator.index(value)
+    if number <= 0:
+        raise ConfigError(f"{key} must be a positive integer, got {_shown(number)}")
+    return number
+
+
+def _magnitude(number: int) -> str:
+    """A large integer in a few characters: 3.87e+15, or about 2**4096 beyond floats."""
+    if number < 10**6:
+        return str(number)
+    try:
+        return f"{float(number):.3g}"
+    except OverflowError:
+        return f"about 2**{number.bit_length() - 1}"
+
+
+def _shown(value: Any) -> str:
+    """A short repr for error messages (a forged file may hold megabytes in one value)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer of more digits than Python converts to text
+        return f"an integer of {value.bit_length()} bits" if isinstance(value, int) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -28,6 +66,19 @@ class HubWeights:
     repo_id: str
     filename: str
     revision: str | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> "HubWeights":
+        """From a config file's `hub` entry: strings `repo_id`, `filename`, optional `revision`."""
+        unknown = sorted(str(k) for k in data if k not in ("repo_id", "filename", "revision"))
+        if unknown:
+            raise ConfigError(f"hub: unknown keys {', '.join(unknown)}")
+        for key in ("repo_id", "filename"):
+            if not isinstance(data.get(key), str) or not data[key]:
+                raise ConfigError(f"hub.{key} must be a non-empty string, got {_shown(data.get(key))}")
+        if data.get("revision") is not None and not isinstance(data["revision"], str):
+            raise ConfigError(f"hub.revision must be a string or null, got {_shown(data['revision'])}")
+        return cls(data["repo_id"], data["filename"], data.get("revision"))
 
 
 @dataclass(frozen=True)
@@ -91,28 +142,29 @@ class TokenizerConfig:
     hub: HubWeights | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
+        """Check every field's type and range, and the size of the model it describes, so that a
+        forged or mistyped configuration is one `ConfigError` naming the field (never a
+        `TypeError`/`ValueError`, nor an allocation of terabytes)."""
+        ints = ("channels", "num_res_blocks", "latent_channels", "groups", "in_channels", "out_channels", "norm_groups")
+        for key in ints:
+            object.__setattr__(self, key, _positive_int(getattr(self, key), key))
+        mult = self.channel_mult
+        if isinstance(mult, (str, bytes, Mapping)) or not hasattr(mult, "__iter__"):
+            raise ConfigError(f"channel_mult must be a list of positive integers, got {_shown(mult)}")
+        mult = tuple(itertools.islice(iter(mult), MAX_LEVELS + 1))  # a list, tuple, range, array...
+        if not 1 <= len(mult) <= MAX_LEVELS:
+            raise ConfigError(
+                f"channel_mult must hold 1 to {MAX_LEVELS} levels (downsample factor at most 2**{MAX_LEVELS - 1}), got {len(mult)}"
+            )
+        object.__setattr__(self, "channel_mult", tuple(_positive_int(m, f"channel_mult[{i}]") for i, m in enumerate(mult)))
+        if not isinstance(self.generative, bool):
+            raise ConfigError(f"generative must be true or false, got {self.generative!r}")
+        if self.name is not None and not isinstance(self.name, str):
+            raise ConfigError(f"name must be a string or null, got {self.name!r}")
         if isinstance(self.hub, Mapping):
-            object.__setattr__(self, "hub", HubWeights(**self.hub))
-        positive = {
-            "channels": self.channels,
-            "num_res_blocks": self.num_res_blocks,
-            "latent_channels": self.latent_channels,
-            "groups": self.groups,
-            "in_channels": self.in_channels,
-            "out_channels": self.out_channels,
-            "norm_groups": self.norm_groups,
-        }
-        for key, value in positive.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
-        if not self.channel_mult or any(m <= 0 for m in self.channel_mult):
-            raise ConfigError(f"channel_mult must be non-empty positive integers, got {self.channel_mult}")
-        for m in self.channel_mult:
-            if (self.channels * m) % self.norm_groups:
-                raise ConfigError(
-                    f"channels*channel_mult must be multiples of norm_groups ({self.norm_groups}), got {self.channels}*{m}"
-                )
+            object.__setattr__(self, "hub", HubWeights.from_mapping(self.hub))
+        elif self.hub is not None and not isinstance(self.hub, HubWeights):
+            raise ConfigError(f"hub must be a mapping (repo_id, filename, revision) or null, got {self.hub!r}")
         if self.latent_channels % self.groups:
             raise ConfigError(
                 f"latent_channels ({self.latent_channels}) must be divisible by groups ({self.groups})"
@@ -121,6 +173,52 @@ class TokenizerConfig:
             raise ConfigError(
                 f"{self.bits_per_group} bits per group means a 2**{self.bits_per_group} codebook per group; at most 24 supported"
             )
+        params = self.parameter_count()
+        if params > MAX_PARAMETERS:
+            raise ConfigError(
+                f"this configuration describes a model of {_magnitude(params)} parameters (channels {_magnitude(self.channels)} x "
+                f"{_magnitude(max(self.channel_mult))}, {_magnitude(self.num_res_blocks)} res blocks); "
+                f"at most 2**31 ({MAX_PARAMETERS:.3g}) supported"
+            )
+        widths = {"channels": self.channels, **{f"channels*{m}": self.channels * m for m in self.channel_mult}}
+        for what, width in widths.items():
+            if width % self.norm_groups:
+                raise ConfigError(
+                    f"channels and channels*channel_mult must be multiples of norm_groups ({self.norm_groups}), got {what} = {width}"
+                )
+
+    def parameter_count(self) -> int:
+        """The exact number of parameters of `Tokenizer(self)`, computed without building it
+        (the encoder, decoder and their GroupNorms; the quantizer has none). `__post_init__`
+        refuses configurations above `MAX_PARAMETERS`."""
+        ch, mult, n = self.channels, self.channel_mult, self.num_res_blocks
+        latent = self.latent_channels
+
+        def res_blocks(width_in: int, width_out: int) -> int:
+            """`n` residual blocks, the first from width_in to width_out, the others at width_out."""
+            first = 2 * width_in + 9 * width_in * width_out + 2 * width_out + 9 * width_out**2
+            first += width_in * width_out if width_in != width_out else 0
+            rest = 4 * width_out + 18 * width_out**2
+            return first + (n - 1) * rest
+
+        total = 9 * self.in_channels * ch  # encoder conv_in (no bias)
+        width = ch
+        for level, m in enumerate(mult):
+            total += res_blocks(width, ch * m)
+            width = ch * m
+            if level < len(mult) - 1:
+                total += 9 * width**2 + width  # stride-2 downsample conv
+        total += res_blocks(width, width) + 2 * width + width * latent + latent  # mid blocks, norm_out, conv_out
+        width = ch * mult[-1]
+        total += 9 * latent * (2 if self.generative else 1) * width + width  # decoder conv_in
+        total += res_blocks(width, width)  # decoder mid blocks
+        for level in reversed(range(len(mult))):
+            total += 2 * (latent * width + width)  # adaptive GroupNorm's gamma and beta
+            total += res_blocks(width, ch * mult[level])
+            width = ch * mult[level]
+            if level > 0:
+                total += 9 * width * 4 * width + 4 * width  # upsampler conv
+        return total + 2 * width + 9 * width * self.out_channels + self.out_channels  # norm_out, conv_out
 
     # ---- derived quantities -------------------------------------------------------------------
     @property
@@ -187,30 +285,32 @@ class TokenizerConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TokenizerConfig":
-        """Build from `to_dict()` output; unknown keys are an error."""
+        """Build from `to_dict()` output (e.g. a saved model's `config.json`). Unknown keys and
+        values of the wrong type (a string for a number, a float for an integer, a list for a
+        flag, null) are one `ConfigError` naming the key."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a tokenizer config must be a mapping of keys, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(k) for k in data if k not in known)
         if unknown:
             raise ConfigError(f"unknown tokenizer config keys: {', '.join(unknown)}")
-        try:
-            return cls(**dict(data))
-        except TypeError as exc:
-            raise ConfigError(f"invalid tokenizer config: {exc}") from None
+        return cls(**dict(data))
 
     @classmethod
     def from_released_yaml(cls, path: str | Path) -> "TokenizerConfig":
-        """Read a released WeTok YAML file (`model.init_args.ddconfig`, `num_codebooks`, ...)."""
+        """Read a released WeTok YAML file (`model.init_args.ddconfig`, `num_codebooks`, ...).
+        Not a regular file, over `MAX_CONFIG_BYTES`, not YAML or not that layout: one
+        `ConfigError` naming the file (and the key)."""
         import yaml
 
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+        text = read_config_text(path, ConfigError)
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        except (RecursionError, ValueError) as exc:  # absurd nesting, integers of thousands of digits
+            raise ConfigError(f"{path}: not a usable YAML config ({type(exc).__name__})") from None
         try:
             return cls.from_released_dict(doc)
         except ConfigError as exc:
@@ -218,34 +318,83 @@ class TokenizerConfig:
 
     @classmethod
     def from_released_dict(cls, doc: Any) -> "TokenizerConfig":
-        """Parse the released config layout already loaded from YAML."""
-        try:
-            args = doc["model"]["init_args"]
-            dd = args["ddconfig"]
-            latent = int(args.get("embed_dim", dd["z_channels"]))
-            groups = int(args.get("num_codebooks", 1))
-            n_embed = int(args["n_embed"])
-            cfg = cls(
-                channels=int(dd["ch"]),
-                channel_mult=tuple(int(m) for m in dd["ch_mult"]),
-                num_res_blocks=int(dd["num_res_blocks"]),
-                latent_channels=latent,
-                groups=groups,
-                generative=bool(args.get("gan_decoder", False)),
-                in_channels=int(dd.get("in_channels", 3)),
-                out_channels=int(dd.get("out_ch", 3)),
-            )
-        except (KeyError, TypeError) as exc:
-            raise ConfigError(f"not a WeTok model config (missing {exc})") from None
-        except ValueError as exc:
-            raise ConfigError(f"not a WeTok model config ({exc})") from None
-        if int(dd["z_channels"]) != latent:
-            raise ConfigError(f"z_channels ({dd['z_channels']}) differs from embed_dim ({latent})")
+        """Parse the released config layout already loaded from YAML: `model.init_args` with
+        `ddconfig` (`ch`, `ch_mult`, `num_res_blocks`, `z_channels`, optional `in_channels`,
+        `out_ch`), `n_embed`, optional `embed_dim`, `num_codebooks`, `gan_decoder`. Integers must
+        be integers and `gan_decoder` a boolean; any defect is one `ConfigError` naming the key."""
+        args = _section(_section(doc, "model", "the top level"), "init_args", "model")
+        dd = _section(args, "ddconfig", "model.init_args")
+        where = "model.init_args.ddconfig"
+        z_channels = _yaml_int(dd, "z_channels", where)
+        latent = _yaml_int(args, "embed_dim", "model.init_args", default=z_channels)
+        groups = _yaml_int(args, "num_codebooks", "model.init_args", default=1)
+        n_embed = _yaml_int(args, "n_embed", "model.init_args")
+        mult = dd.get("ch_mult")
+        if not isinstance(mult, (list, tuple)) or not mult:
+            raise ConfigError(f"{where}.ch_mult must be a list of positive integers, got {_shown(mult)}")
+        generative = args.get("gan_decoder", False)
+        if not isinstance(generative, bool):
+            raise ConfigError(f"model.init_args.gan_decoder must be true or false, got {_shown(generative)}")
+        if z_channels != latent:
+            raise ConfigError(f"z_channels ({z_channels}) differs from embed_dim ({latent})")
+        if not 1 <= len(mult) <= MAX_LEVELS:
+            raise ConfigError(f"{where}.ch_mult must hold 1 to {MAX_LEVELS} levels, got {len(mult)}")
+        cfg = cls(
+            channels=_yaml_int(dd, "ch", where),
+            channel_mult=tuple(_positive_int(m, f"{where}.ch_mult[{i}]") for i, m in enumerate(mult)),
+            num_res_blocks=_yaml_int(dd, "num_res_blocks", where),
+            latent_channels=latent,
+            groups=groups,
+            generative=generative,
+            in_channels=_yaml_int(dd, "in_channels", where, default=3),
+            out_channels=_yaml_int(dd, "out_ch", where, default=3),
+        )
         if n_embed != cfg.codebook_size:
             raise ConfigError(
                 f"n_embed {n_embed} does not match {latent} channels in {groups} groups (2**{cfg.bits_per_group})"
             )
         return cfg
+
+
+MAX_CONFIG_BYTES = 1 << 20
+"""Config files (released YAML, a saved model's config.json) over 1 MiB are refused unread: the
+real ones are a few kilobytes."""
+
+
+def read_config_text(path: Path, error: type[Exception]) -> str:
+    """The text of a small config file: a regular file of at most `MAX_CONFIG_BYTES`, UTF-8
+    (`files.read_regular_file`); anything else is a one-line `error` naming the file."""
+    blob = read_regular_file(path, "a config file", error, MAX_CONFIG_BYTES, context="cannot read config: ")
+    try:
+        return blob.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text config file (not UTF-8)") from None
+
+
+def _section(doc: Any, key: str, where: str) -> Mapping[str, Any]:
+    """`doc[key]` when `doc` is a mapping holding a mapping there; else a `ConfigError`."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"not a WeTok model config ({where} is not a mapping)")
+    if key not in doc:
+        raise ConfigError(f"not a WeTok model config (missing {key!r} in {where})")
+    value = doc[key]
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"not a WeTok model config ({where}.{key} is not a mapping)" if where != "the top level"
+                          else f"not a WeTok model config ({key} is not a mapping)")
+    return value
+
+
+_MISSING = object()
+
+
+def _yaml_int(section: Mapping[str, Any], key: str, where: str, default: Any = _MISSING) -> int:
+    """A positive integer entry of a released YAML section; missing without a default, or of
+    another type, is a `ConfigError` naming `where.key`."""
+    if key not in section:
+        if default is _MISSING:
+            raise ConfigError(f"not a WeTok model config (missing {key!r} in {where})")
+        return default
+    return _positive_int(section[key], f"{where}.{key}")
 
 
 def _preset(name: str, filename: str, *, mult: tuple[int, ...], latent: int, groups: int, gd: bool = False) -> TokenizerConfig:

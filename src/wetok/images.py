@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .errors import WetokError
-from .files import atomic_write, require_file
+from .files import atomic_write, require_regular_file, walk_files
 
 Uint8Mode = Literal["round", "truncate"]
 
@@ -75,10 +75,13 @@ def is_image_file(path: Path) -> bool:
 
 
 def list_images(root: str | Path, *, limit: int | None = None) -> list[Path]:
-    """Image files under `root`, recursively, hidden files and folders left out, sorted by their
-    path relative to `root` (so image i is the same file for every process and run); the first
-    `limit` of them when given. May be empty; raises `WetokError` when `root` is missing or not a
-    folder."""
+    """Image files under `root`, recursively (any depth: an explicit stack, `files.walk_files`),
+    hidden files and folders left out, sorted by their path relative to `root` (so image i is
+    the same file for every process and run); the first `limit` of them when given. Entries with
+    an image ending that are not regular files (FIFOs, sockets, devices, dangling links) are
+    listed too, so that reading them refuses them by name (`read_image`) instead of leaving them
+    out unseen. May be empty; raises `WetokError` when `root` is missing, not a folder, or holds a
+    folder that cannot be listed."""
     root = Path(root)
     if not root.exists():
         raise WetokError(f"{root}: no such folder")
@@ -86,27 +89,32 @@ def list_images(root: str | Path, *, limit: int | None = None) -> list[Path]:
         raise WetokError(f"{root}: not a folder of images")
     if limit is not None and limit <= 0:
         raise WetokError(f"limit must be positive, got {limit}")
-    files = (
-        p for p in root.rglob("*")
-        if is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    files = (p for p in walk_files(root, hidden=False) if p.suffix.lower() in IMAGE_SUFFIXES)
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())[:limit]
 
 
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
-"""Pillow's decompression-bomb limit (about 89 megapixels); larger images are refused by default."""
+"""Pillow's decompression-bomb limit (about 89 megapixels); larger images are refused by default,
+and so are resize targets (`resize_shorter_side`, `stretch_resize`) above it."""
+
+MAX_SIZE = 65535
+"""The largest resize size (`--size`): the .wtok header's 16-bit size field."""
+
+_OPENCV_MAX_SIDE = 2**31 - 1
+"""OpenCV's sizes are C ints: a side beyond this is refused even when the pixel guard is lifted."""
 
 
 def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Read an image file as 8-bit RGB, the way every wetok tool does (`decode_image`).
 
     Raises `WetokError` with a one-line message naming the file for missing, empty, truncated,
-    oversized or non-image files.
+    oversized or non-image files, and for what is not a regular file (a FIFO, a socket, a device
+    such as /dev/zero), refused before anything is read.
     """
     path = Path(path)
-    require_file(path, "an image", WetokError)
+    info = require_regular_file(path, "an image", WetokError)
     try:
-        if path.stat().st_size == 0:
+        if info.st_size == 0:
             raise WetokError(f"{path}: empty file")
         with path.open("rb") as fh:
             return decode_image(fh, str(path), max_pixels=max_pixels)
@@ -117,12 +125,16 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
 def decode_image(data: bytes | io.IOBase, name: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode an image (bytes or a binary file object) as 8-bit RGB.
 
-    EXIF orientation is applied; grayscale, palette, CMYK and 16-bit images are converted;
-    transparency is composited on white. Images over `max_pixels` pixels are refused as possible
-    decompression bombs (`max_pixels=None` lifts the guard for trusted files). Raises `WetokError`
-    with a one-line message naming `name` for empty, truncated or non-image data.
+    EXIF orientation is applied (read from the raw tag: damaged or wrongly typed metadata
+    elsewhere in the EXIF block, such as a text XResolution, is ignored; an unreadable or
+    out-of-range orientation leaves the picture as stored); grayscale, palette, CMYK and 16-bit
+    images are converted; transparency is composited on white. Images over `max_pixels` pixels
+    are refused as possible decompression bombs (`max_pixels=None` lifts the guard for trusted
+    files). Raises `WetokError` with a one-line message naming `name` for empty, truncated,
+    corrupt or non-image data, whatever exception the Pillow plugin raised (a damaged AVIF's
+    RuntimeError, a TypeError or struct.error of broken metadata, MemoryError, ...).
     """
-    from PIL import ImageOps, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
     # Pillow's own guard is replaced by the explicit check below (same default limit), so
@@ -138,15 +150,57 @@ def decode_image(data: bytes | io.IOBase, name: str, *, max_pixels: int | None =
                     f"{max_pixels}; allow it explicitly if you trust the file (max_pixels=None; command line: --max-pixels 0)"
                 )
             im.load()
-            return to_rgb(ImageOps.exif_transpose(im)).copy()
+            orientation = _orientation(im)
+            return to_rgb(_orient(im, orientation)).copy()
     except WetokError:
         raise
     except UnidentifiedImageError:
         raise WetokError(f"{name}: not an image, or a format Pillow cannot read") from None
+    except MemoryError:
+        raise WetokError(f"{name}: out of memory decoding the image") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise WetokError(f"{name}: truncated or corrupt image ({str(exc).strip() or type(exc).__name__})") from None
+        raise WetokError(f"{name}: truncated or corrupt image ({_first_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 (any other failure of a decoder plugin: RuntimeError, TypeError, struct.error, ...)
+        raise WetokError(f"{name}: truncated or corrupt image ({type(exc).__name__}: {_first_line(exc)})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = saved
+
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""EXIF orientation (2..8) -> the transpose that shows the picture upright (1: as stored)."""
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag (1..8) of an opened image, 1 when absent, unreadable, of a wrong
+    type or out of range. Only this tag is read: Pillow's `exif_transpose` also rewrites the rest
+    of the EXIF block and fails on wrongly typed entries there, which the picture does not need."""
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 (a damaged EXIF block, whatever Pillow raises: read the picture without it)
+        return 1
+    if isinstance(value, tuple) and len(value) >= 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8:
+        return 1
+    return value
+
+
+def _orient(im: Image.Image, orientation: int) -> Image.Image:
+    method = _TRANSPOSE.get(orientation)
+    return im if method is None else im.transpose(method)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def to_tensor(images: "Image.Image | np.ndarray | torch.Tensor | Sequence[Image.Image]") -> torch.Tensor:
@@ -202,19 +256,55 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
 
 
 # ---- resize and crop protocols (uint8 (H, W, 3) arrays in, uint8 arrays out) -----------------------
-def resize_shorter_side(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize uint8 (H, W, 3) so that its shorter side is `size`; the other side becomes
-    round(side * size / shorter) (Python rounding, as albumentations). OpenCV INTER_LINEAR."""
+def shorter_side_target(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) after resizing the shorter side of a height x width image to `size`: the
+    other side round(side * size / shorter) (Python rounding, as albumentations)."""
+    scale = size / float(min(height, width))
+    return round(height * scale), round(width * scale)
+
+
+def check_target_pixels(
+    height: int, width: int, target: tuple[int, int], max_pixels: int | None, name: str, what: str
+) -> None:
+    """Refuse (`WetokError` naming `name`) work on a target of target = (height, width) pixels
+    above `max_pixels` (the decompression-bomb limit; None: no limit, but still no side beyond
+    what OpenCV can address): the memory an image costs is bounded by the pixels processed, not by
+    the size of its file (a 12000 x 1 PNG of 115 bytes would resize to 256 x 3,072,000)."""
+    th, tw = target
+    if max_pixels is not None and th * tw > max_pixels:
+        raise WetokError(
+            f"{name}: {what} of the {width}x{height} image would be {tw}x{th} = {th * tw} pixels, over the limit of "
+            f"{max_pixels} (an extreme aspect ratio or size; command line: --max-pixels 0 lifts the limit)"
+        )
+    if max(th, tw) > _OPENCV_MAX_SIDE or th * tw > 2**40:
+        raise WetokError(f"{name}: {what} of the {width}x{height} image would be {tw}x{th} pixels, too large to compute")
+
+
+def resize_shorter_side(
+    image: np.ndarray, size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str = "image"
+) -> np.ndarray:
+    """Resize uint8 (H, W, 3) so that its shorter side is `size` (1.. pixels); the other side
+    becomes round(side * size / shorter) (Python rounding, as albumentations). OpenCV INTER_LINEAR.
+
+    A result over `max_pixels` pixels is refused with a `WetokError` naming `name`
+    (`check_target_pixels`), before anything is allocated."""
     import cv2
 
     h, w = image.shape[:2]
     if min(h, w) <= 0:
-        raise WetokError(f"empty image ({h}x{w})")
-    scale = size / float(min(h, w))
-    if scale == 1.0:
+        raise WetokError(f"{name}: empty image ({h}x{w})")
+    if size < 1:
+        raise WetokError(f"{name}: resize size must be at least 1 pixel, got {size}")
+    if size == min(h, w):
         return image
-    new_h, new_w = round(h * scale), round(w * scale)
-    return cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    new_h, new_w = shorter_side_target(h, w, size)
+    check_target_pixels(h, w, (new_h, new_w), max_pixels, name, f"resizing the shorter side to {size}")
+    try:
+        return cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    except MemoryError:
+        raise WetokError(f"{name}: out of memory resizing {w}x{h} to {new_w}x{new_h}") from None
+    except cv2.error as exc:
+        raise WetokError(f"{name}: cannot resize {w}x{h} to {new_w}x{new_h} ({_first_line(exc)})") from None
 
 
 def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -226,14 +316,28 @@ def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image[top : top + height, left : left + width]
 
 
-def resize_shorter_center_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """The evaluation protocol: shorter side to `size` (bilinear), centre crop size x size."""
-    return center_crop(resize_shorter_side(image, size), size, size)
+def resize_shorter_center_crop(
+    image: np.ndarray, size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str = "image"
+) -> np.ndarray:
+    """The evaluation protocol: uint8 (H, W, 3) -> uint8 (size, size, 3), the shorter side to
+    `size` (bilinear), then the centre crop. The resized image (before the crop) must stay within
+    `max_pixels` (`resize_shorter_side`)."""
+    return center_crop(resize_shorter_side(image, size, max_pixels=max_pixels, name=name), size, size)
 
 
-def stretch_resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize to size x size ignoring the aspect ratio, bicubic (PIL), as the original encode tool."""
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
+def stretch_resize(
+    image: np.ndarray, size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str = "image"
+) -> np.ndarray:
+    """Resize uint8 (H, W, 3) to (size, size, 3) ignoring the aspect ratio, bicubic (PIL), as the
+    original encode tool; size x size over `max_pixels` is refused (`WetokError` naming `name`)."""
+    h, w = image.shape[:2]
+    if size < 1:
+        raise WetokError(f"{name}: resize size must be at least 1 pixel, got {size}")
+    check_target_pixels(h, w, (size, size), max_pixels, name, f"stretching to {size}x{size}")
+    try:
+        return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
+    except MemoryError:
+        raise WetokError(f"{name}: out of memory resizing {w}x{h} to {size}x{size}") from None
 
 
 # ---- padding to the token grid (tensors) ----------------------------------------------------------

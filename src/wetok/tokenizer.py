@@ -36,11 +36,23 @@ def seeded_noise(latent_shape: tuple[int, int, int], seeds: Sequence[int]) -> to
     evaluation, training's held-out evaluation): image i of a run, counted in the order of its
     inputs (a file that cannot be read counts as one image, a token file of N images as N), gets
     `seed + i`, so a picture decodes the same whatever the batching.
+
+    Every seed must be an integer in [0, 2**63) (`MAX_SEED`); others raise `WetokError`.
     """
     noise = torch.empty((len(seeds), *latent_shape))
     for k, seed in enumerate(seeds):
-        noise[k] = torch.randn(latent_shape, generator=torch.Generator().manual_seed(int(seed)))
+        try:
+            value = int(seed)
+        except (TypeError, ValueError, OverflowError):
+            raise WetokError(f"noise seed {seed!r} is not an integer") from None
+        if not 0 <= value <= MAX_SEED:
+            raise WetokError(f"noise seed {value} is outside 0..{MAX_SEED} (image i of a run uses seed + i)")
+        noise[k] = torch.randn(latent_shape, generator=torch.Generator().manual_seed(value))
     return noise
+
+
+MAX_SEED = 2**63 - 1
+"""The largest noise seed `seeded_noise` takes (a 64-bit generator seed, signed range)."""
 
 
 @dataclass

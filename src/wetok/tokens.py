@@ -22,18 +22,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from .config import PRESETS, ModelIdentity, TokenizerConfig
+from .config import ModelIdentity, TokenizerConfig
 from .errors import WetokError
-from .files import atomic_write, require_file
+from .files import atomic_write, read_regular_file
 from .images import CropBox
 
 
@@ -57,6 +58,18 @@ WTOK_SUFFIX = ".wtok"
 JSON_SUFFIX = ".json"
 TOKEN_SUFFIXES = (JSON_SUFFIX, WTOK_SUFFIX)
 
+WTOK_MAX_BYTES = 1 << 30
+"""The largest .wtok file `read_tokens` reads (1 GiB; 256 x 256 images take 1 KiB each with the
+16x presets): larger files are refused before any byte is read."""
+JSON_MAX_BYTES = 64 << 20
+"""The largest JSON token file `read_tokens` reads (64 MiB; a 256 x 256 image takes about 2 KB)."""
+MAX_TOKENS = 1 << 28
+"""The most tokens one file may hold (N*h*w*G; 2 GiB as int64): refused from the header or the
+JSON shape before anything is unpacked."""
+
+UNPACK_CHUNK_BITS = 1 << 26
+"""Bits unpacked at a time (64 MiB as uint8): whole images, at least one."""
+
 # Fixed part of the header: 60 bytes, then two length-prefixed strings, then zero padding.
 _FIXED = struct.Struct("<4sBBHIHHHBBHHIIIIIII8s")
 
@@ -73,8 +86,9 @@ class TokenSet:
         original_size: (height, width) of the input image before any resize.
         resize: "none" (own resolution), "crop" (shorter side + centre crop) or "stretch".
         size: the resize size (0 for own resolution).
-        model_hint: for JSON files, the "config" and "ckpt" entries, resolved against the file's
-            directory when relative (used to find the model when none is given).
+        model_hint: for JSON files, the "config" and "ckpt" entries as the file gives them (not
+            resolved: `model_entry_problem` says whether one may be followed, `find_beside`
+            where it lies). Used to find the model when none is given.
     """
 
     tokens: torch.Tensor
@@ -150,16 +164,26 @@ def pack_tokens(tokens: torch.Tensor, bits_per_group: int) -> bytes:
 
 
 def unpack_tokens(data: bytes, count: int, grid: tuple[int, int], groups: int, bits_per_group: int, source: str) -> torch.Tensor:
-    """Inverse of `pack_tokens`: bytes -> int64 (count, h, w, G). Non-zero padding bits mean corruption."""
+    """Inverse of `pack_tokens`: bytes -> int64 (count, h, w, G). Non-zero padding bits mean
+    corruption. Unpacked a few images at a time, one bit plane at a time, so that the memory
+    beyond the int64 result stays bounded (about 64 MiB of bits)."""
     h, w = grid
-    nbits = h * w * groups * bits_per_group
+    cells = h * w * groups
+    nbits = cells * bits_per_group
     per_image = (nbits + 7) // 8
+    if count * per_image != len(data):
+        raise WetokError(f"{source}: token data has {len(data)} bytes, {count} images of {per_image} bytes expected")
     raw = np.frombuffer(data, dtype=np.uint8).reshape(count, per_image)
-    bits = np.unpackbits(raw, axis=1, bitorder="little")
-    if bits[:, nbits:].any():
-        raise WetokError(f"{source}: corrupt token data (non-zero padding bits)")
-    weights = (1 << np.arange(bits_per_group, dtype=np.int64))
-    values = (bits[:, :nbits].reshape(count, h * w * groups, bits_per_group).astype(np.int64) * weights).sum(-1)
+    values = np.zeros((count, cells), dtype=np.int64)
+    step = max(1, UNPACK_CHUNK_BITS // max(1, per_image * 8))
+    for first in range(0, count, step):
+        bits = np.unpackbits(raw[first : first + step], axis=1, bitorder="little")
+        if bits[:, nbits:].any():
+            raise WetokError(f"{source}: corrupt token data (non-zero padding bits)")
+        planes = bits[:, :nbits].reshape(-1, cells, bits_per_group)
+        chunk = values[first : first + step]
+        for i in range(bits_per_group):
+            chunk |= planes[:, :, i].astype(np.int64) << i
     return torch.from_numpy(values.reshape(count, h, w, groups))
 
 
@@ -186,7 +210,8 @@ def wtok_bytes(tokens: TokenSet) -> bytes:
     preset = _short(ident.preset, 40)
     weights_file = _short(ident.weights_file, WTOK_MAX_HEADER - _FIXED.size - 2 - len(preset))
     box = tokens.crop
-    assert box is not None and tokens.original_size is not None
+    if box is None or tokens.original_size is None:  # set by TokenSet, unless changed afterwards
+        raise WetokError("token set without its crop box or original size: cannot be written")
     try:
         arch = bytes.fromhex(ident.architecture)
     except ValueError:
@@ -228,8 +253,12 @@ def read_wtok_bytes(blob: bytes, source: str) -> TokenSet:
         raise WetokError(f"{source}: corrupt .wtok file (checksum mismatch)")
     if not (n and h and w and g and 1 <= b <= 24 and f) or resize > 2 or weights > 2:
         raise WetokError(f"{source}: corrupt .wtok header (impossible values)")
+    if n * h * w * g > MAX_TOKENS:
+        raise WetokError(f"{source}: {n * h * w * g} tokens, more than one token file may hold ({MAX_TOKENS})")
     pos = _FIXED.size
     plen = blob[pos]
+    if pos + 1 + plen >= header_size:
+        raise WetokError(f"{source}: corrupt .wtok header (string lengths do not add up)")
     preset = blob[pos + 1 : pos + 1 + plen].decode("ascii", errors="replace") or None
     pos += 1 + plen
     wlen = blob[pos]
@@ -272,7 +301,8 @@ def json_document(tokens: TokenSet) -> dict[str, Any]:
     h, w = tokens.grid
     f = tokens.downsample
     box = tokens.crop
-    assert box is not None and tokens.original_size is not None
+    if box is None or tokens.original_size is None:  # set by TokenSet, unless changed afterwards
+        raise WetokError("token set without its crop box or original size: cannot be written")
     ident = tokens.identity
     doc: dict[str, Any] = {
         "wetok": {"data": base64.b64encode(arr.tobytes()).decode("ascii"), "dtype": str(arr.dtype), "shape": [int(arr.size)]},
@@ -353,6 +383,10 @@ def _json_document(text: str, source: str) -> dict[str, Any]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise WetokError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}; truncated?)") from None
+    except RecursionError:
+        raise WetokError(f"{source}: not a token file (JSON nested too deep)") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise WetokError(f"{source}: not a token file ({str(exc).split(':')[0]})") from None
     if not isinstance(doc, dict):
         raise WetokError(f"{source}: not a token file (top level is not an object)")
     missing = [k for k in ("wetok", "image_size") if k not in doc]
@@ -373,7 +407,7 @@ def _json_tokens(payload: dict[str, Any], source: str) -> torch.Tensor:
         raise WetokError(f"{source}: token dtype {dtype_name!r} is not an integer type the format uses (uint8, uint16, int64)")
     shape = payload["shape"]
     if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
-        raise WetokError(f"{source}: 'wetok.shape' must be a list of non-negative integers, got {shape!r}")
+        raise WetokError(f"{source}: 'wetok.shape' must be a list of non-negative integers, got {_shown(shape)}")
     if not isinstance(payload["data"], str):
         raise WetokError(f"{source}: 'wetok.data' must be a base64 string")
     try:
@@ -381,7 +415,9 @@ def _json_tokens(payload: dict[str, Any], source: str) -> torch.Tensor:
     except (binascii.Error, ValueError):
         raise WetokError(f"{source}: 'wetok.data' is not valid base64 (corrupt or truncated)") from None
     dtype = np.dtype(dtype_name)
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
+    if count > MAX_TOKENS:
+        raise WetokError(f"{source}: 'wetok.shape' {_shown(shape)} holds {count} tokens, more than one token file may hold ({MAX_TOKENS})")
     if len(raw) != count * dtype.itemsize:
         raise WetokError(
             f"{source}: token data has {len(raw)} bytes, but shape {shape} of {dtype_name} needs {count * dtype.itemsize} (corrupt or truncated)"
@@ -428,13 +464,12 @@ def read_tokens(path: str | Path, *, downsample: int | None = None, groups: int 
     """Read a `.wtok` or JSON token file (chosen by content: `.wtok` files start with "WTOK").
 
     `downsample`/`groups` are needed only for original JSON files, which do not record them.
+    Refused with one line naming the file, before reading it: a missing file, a directory, a
+    file that is not regular (a device such as /dev/zero, a FIFO, a socket), a `.wtok` file over
+    `WTOK_MAX_BYTES` and a JSON file over `JSON_MAX_BYTES`.
     """
     path = Path(path)
-    require_file(path, "a token file", WetokError)
-    try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        raise WetokError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    blob = _read_token_file(path)
     if not blob:
         raise WetokError(f"{path}: empty file, not a token file")
     if blob[:4] == WTOK_MAGIC:
@@ -445,22 +480,68 @@ def read_tokens(path: str | Path, *, downsample: int | None = None, groups: int 
         text = blob.decode("utf-8")
     except UnicodeDecodeError:
         raise WetokError(f"{path}: not a token file (neither .wtok nor UTF-8 JSON)") from None
-    try:
-        tokens = read_json_text(text, str(path), downsample=downsample, groups=groups)
-    except GridUnknownError as exc:
-        exc.model_hint = {k: _resolve_beside(v, path) for k, v in exc.model_hint.items()}
-        raise
-    tokens.model_hint = {k: _resolve_beside(v, path) for k, v in tokens.model_hint.items()}
-    return tokens
+    return read_json_text(text, str(path), downsample=downsample, groups=groups)
 
 
-def _resolve_beside(entry: str, token_file: Path) -> str:
-    """A relative path from a JSON file: as given when it exists (from the working directory),
-    else beside the token file; preset names are kept."""
-    if entry in PRESETS or Path(entry).is_absolute() or Path(entry).exists():
-        return entry
-    beside = token_file.parent / entry
-    return str(beside) if beside.exists() else entry
+def _read_token_file(path: Path) -> bytes:
+    """The bytes of a token file, at most `WTOK_MAX_BYTES` (`JSON_MAX_BYTES` unless it starts with
+    the .wtok magic); a one-line `WetokError` for what is not a regular file or is larger."""
+    return read_regular_file(path, "a token file", WetokError,
+                             lambda head: WTOK_MAX_BYTES if head == WTOK_MAGIC else JSON_MAX_BYTES)
+
+
+# ---- the model a token file names -------------------------------------------------------------
+def weights_name_problem(name: str) -> str | None:
+    """Why a weights file name read from a token file (a `.wtok` header's, a JSON file's
+    "weights_file") may not be looked up, or None: it must be a plain base name, without a path
+    separator (`/` or `\\`), a NUL character, or being `.` or `..`."""
+    if not name:
+        return "an empty name"
+    if "\0" in name:
+        return "it holds a NUL character"
+    if "/" in name or "\\" in name:
+        return "it holds a path separator; a token file records a base name only"
+    if name in (".", ".."):
+        return f"{name!r} is not a file name"
+    return None
+
+
+def model_entry_problem(entry: str) -> str | None:
+    """Why a JSON token file's "ckpt"/"config" entry may not be followed, or None: it must be a
+    relative path without `..` components (or NUL characters), naming a file (not `.`), so that
+    it can only lie beside the token file or under the working directory."""
+    if "\0" in entry:
+        return "it holds a NUL character"
+    if len(entry) > 4096:
+        return "it is too long for a path"
+    unified = entry.replace("\\", "/")
+    windows = PureWindowsPath(entry)
+    if unified.startswith("/") or windows.drive or windows.root:
+        return "an absolute path; a token file may name only a path relative to it"
+    parts = [part for part in unified.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        return "it climbs out of its folder with '..'"
+    if not parts:
+        return "it names no file"
+    return None
+
+
+def find_beside(entry: str, token_file: Path) -> Path | None:
+    """Where a followable entry (`weights_name_problem` / `model_entry_problem` gave None) lies:
+    beside `token_file` first, then under the working directory; None when in neither."""
+    for candidate in (token_file.parent / entry, Path(entry)):
+        try:
+            if candidate.exists():
+                return candidate
+        except (OSError, ValueError):  # a name too long for the file system
+            continue
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A short repr for error messages (a forged file may hold megabytes in one value)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def write_tokens(path: str | Path, tokens: TokenSet) -> Path:
@@ -480,13 +561,16 @@ __all__ = [
     "GridUnknownError",
     "TokenSet",
     "check_compatible",
+    "find_beside",
     "finish_json_tokens",
+    "model_entry_problem",
     "pack_tokens",
     "packed_size",
     "read_json_text",
     "read_tokens",
     "read_wtok_bytes",
     "unpack_tokens",
+    "weights_name_problem",
     "write_tokens",
     "wtok_bytes",
 ]

@@ -15,8 +15,14 @@ directory without its config, where ours replaces each file atomically) and adds
 
 Every torch file is read with `torch.load(..., weights_only=True)`: a file that would need
 arbitrary unpickling (which can run code) is refused unless the caller passes `trust_pickle=True`.
-Every model is loaded strictly (`load_strict`): a missing, unexpected or mis-shaped key is one
-`CheckpointError`. A loaded `Tokenizer` carries its `identity` (what token files record).
+Every model is loaded strictly (`load_strict`): a missing, unexpected or mis-shaped key, or a
+tensor that is not real floating-point data (integers, meta tensors, expanded views stored in a
+few bytes), is one `CheckpointError`. A file is believed only after it is checked: the
+architecture (given, from `config.json`, or read off the shapes; at most
+`config.MAX_PARAMETERS` parameters) is built on the meta device, the EMA or raw weights are picked
+and compared with it key by key, and only then does the model take the file's tensors, so a forged
+or mismatched file costs no memory beyond its own. A loaded `Tokenizer` carries its `identity`
+(what token files record).
 """
 
 from __future__ import annotations
@@ -32,14 +38,15 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from .config import PRESETS, ModelIdentity, TokenizerConfig, get_preset
+from .config import PRESETS, ModelIdentity, TokenizerConfig, get_preset, read_config_text
 from .errors import (
     CheckpointError,
     ConfigError,
     UnsafeCheckpointError,
     WeightsNotFoundError,
+    WetokError,
 )
-from .files import atomic_write, require_file
+from .files import atomic_write, require_regular_file
 from .tokenizer import Tokenizer
 
 FORMAT_NAME = "wetok"
@@ -65,9 +72,8 @@ def read_torch_file(path: str | Path, *, trust_pickle: bool = False) -> Any:
     `UnsafeCheckpointError` (needs arbitrary unpickling; pass `trust_pickle=True` only for files
     you trust completely)."""
     path = Path(path)
-    require_file(path, "a checkpoint file", CheckpointError)
+    size = require_regular_file(path, "a checkpoint file", CheckpointError).st_size
     try:
-        size = path.stat().st_size
         with path.open("rb") as fh:
             head = fh.read(4)
     except OSError as exc:
@@ -76,6 +82,8 @@ def read_torch_file(path: str | Path, *, trust_pickle: bool = False) -> Any:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
     if head != ZIP_MAGIC and head[:1] != bytes([PICKLE_PROTO]):
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (unrecognised file header)")
+    if head == ZIP_MAGIC:
+        _check_archive_sizes(path, size)
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:  # torch raises many types here; classify them below
@@ -94,6 +102,24 @@ def read_torch_file(path: str | Path, *, trust_pickle: bool = False) -> Any:
         ):
             raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({_first_line(message) or 'unexpected end of file'})") from None
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {_first_line(message)})") from None
+
+
+def _check_archive_sizes(path: Path, size: int) -> None:
+    """Refuse a zip checkpoint whose entries claim far more data than the file holds (a
+    decompression bomb: `torch.save` stores entries uncompressed, so a real checkpoint's entries
+    add up to less than its size). An archive that `zipfile` cannot read is left to `torch.load`,
+    which reports it."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return
+    if declared > 4 * size + (1 << 20):
+        raise CheckpointError(
+            f"{path}: refused: its entries claim {declared} bytes uncompressed from a {size}-byte file (a decompression bomb?)"
+        )
 
 
 def _first_line(message: str) -> str:
@@ -131,17 +157,23 @@ def load_strict(
 ) -> None:
     """Load `state` into `module`, every parameter and buffer with its shape; otherwise raise one
     `CheckpointError` naming a few mis-shaped, missing and unexpected keys (`explain()` appends a
-    sentence). BatchNorm's `num_batches_tracked` counters may be absent. With `ignore_extra`,
-    entries the module does not have are not an error. A module on the meta device takes the
-    tensors as they are (`assign`), so no memory is allocated before the weights are checked."""
+    sentence), or the first tensor that is not real data of the right kind (`tensor_problem`).
+    BatchNorm's `num_batches_tracked` counters may be absent. With `ignore_extra`, entries the
+    module does not have are not an error.
+
+    A module on the meta device is checked without allocating anything, then takes the file's
+    tensors as they are (`assign`; converted to the module's floating dtype, and copied only where
+    a tensor shares its storage with another), so memory stays that of the file."""
     expected = module.state_dict()
-    state = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **state}
+    on_meta = any(t.is_meta for t in expected.values())
+    counters = {k: (torch.zeros((), dtype=v.dtype) if v.is_meta else v) for k, v in expected.items() if k.endswith("num_batches_tracked")}
+    state = {**counters, **state}
     missing = [k for k in expected if k not in state]
     unexpected = [] if ignore_extra else [k for k in state if k not in expected]
     misshaped = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        f"{k} {_shape_of(state[k])} vs {tuple(expected[k].shape)}"
         for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+        if k in state and _shape_of(state[k]) != tuple(expected[k].shape)
     ]
     if missing or unexpected or misshaped:
         problems = []
@@ -154,8 +186,50 @@ def load_strict(
         what = "the model" if isinstance(module, Tokenizer) else type(module).__name__
         tail = f". {explain()}" if explain is not None else ""
         raise CheckpointError(f"{source}: weights do not fit {what}: {'; '.join(problems)}{tail}")
-    on_meta = any(p.is_meta for p in module.parameters())
-    module.load_state_dict({k: state[k] for k in expected}, strict=True, assign=on_meta)
+    for key, want in expected.items():
+        problem = tensor_problem(state[key], want.dtype)
+        if problem:
+            raise CheckpointError(f"{source}: {key} {problem}: not a usable weights file")
+    if not on_meta:
+        module.load_state_dict({k: state[k] for k in expected}, strict=True)
+        return
+    owned: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, want in expected.items():
+        tensor = state[key].detach().to(dtype=want.dtype).contiguous()
+        if tensor.data_ptr() in seen or tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
+            tensor = tensor.clone()  # a view of a larger storage, or the same data as another key: its own copy
+        seen.add(tensor.data_ptr())
+        owned[key] = tensor
+    module.load_state_dict(owned, strict=True, assign=True)
+
+
+def _shape_of(value: object) -> tuple[int, ...] | str:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def tensor_problem(tensor: object, dtype: torch.dtype) -> str | None:
+    """Why `tensor` cannot be the weights of a parameter or buffer of `dtype` (None when it can):
+    it must be a dense CPU tensor with real data (not on the meta device, not stored in fewer
+    bytes than its shape needs, as an expanded or forged view is), of a real floating type for a
+    floating `dtype` (any precision: it is converted) and of exactly `dtype` otherwise."""
+    if not isinstance(tensor, torch.Tensor):
+        return f"is a {type(tensor).__name__}, not a tensor"
+    if tensor.is_meta or tensor.device.type != "cpu":
+        return f"holds no data (a tensor on the {tensor.device.type} device)"
+    if tensor.layout != torch.strided or tensor.is_quantized:
+        return f"is not a dense tensor ({tensor.layout}{', quantized' if tensor.is_quantized else ''})"
+    if dtype.is_floating_point:
+        if not tensor.dtype.is_floating_point:
+            return f"is {str(tensor.dtype).removeprefix('torch.')}, not floating point"
+    elif tensor.dtype != dtype:
+        return f"is {str(tensor.dtype).removeprefix('torch.')}, expected {str(dtype).removeprefix('torch.')}"
+    if tensor.numel():
+        extent = tensor.storage_offset() + sum((n - 1) * st for n, st in zip(tensor.shape, tensor.stride())) + 1
+        stored = tensor.untyped_storage().nbytes() // tensor.element_size()
+        if tensor.numel() > stored or extent > stored or any(st < 0 for st in tensor.stride()):
+            return f"{tuple(tensor.shape)} is stored in {stored} values (an expanded or forged view)"
+    return None
 
 
 # ---- released Lightning checkpoints -----------------------------------------------------------
@@ -215,7 +289,9 @@ def infer_config(state: Mapping[str, torch.Tensor], *, bits_per_group: int = 8) 
             in_channels=int(state["encoder.conv_in.weight"].shape[1]),
             out_channels=int(state["decoder.conv_out.weight"].shape[0]),
         )
-    except (KeyError, IndexError, ValueError, ZeroDivisionError, ConfigError) as exc:
+    except ConfigError as exc:
+        raise CheckpointError(f"the weights do not describe a usable WeTok encoder/decoder ({exc})") from None
+    except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as exc:
         raise CheckpointError(f"the weights do not describe a WeTok encoder/decoder ({type(exc).__name__}: {exc})") from None
 
 
@@ -232,7 +308,8 @@ def load_tokenizer_weights(
     """`load_strict` for a tokenizer: `weights` by parameter name; the file's own `encoder.*` /
     `decoder.*` keys the model lacks count as unexpected, and the error says which architecture
     the file implies."""
-    extra = {k: v for k, v in file_state.items() if k.startswith(MODEL_PREFIXES) and k not in weights and k not in model.state_dict()}
+    own = model.state_dict()
+    extra = {k: v for k, v in file_state.items() if k.startswith(MODEL_PREFIXES) and k not in weights and k not in own}
     load_strict(
         model, {**weights, **extra}, source,
         explain=lambda: f"The file implies {_describe_file_architecture(file_state)}; the model is {model.config.describe()}",
@@ -241,35 +318,60 @@ def load_tokenizer_weights(
 
 # ---- wetok's own format -----------------------------------------------------------------------
 def save_tokenizer(model: Tokenizer, directory: str | Path) -> Path:
-    """Write `model` as `config.json` + `model.safetensors` into `directory` (each file atomically)."""
-    from safetensors.torch import save_file
+    """Write `model` as `config.json` + `model.safetensors` into `directory` (each file atomically).
+    A write that fails (a full disk, `ulimit -f`, no permission) is one `WetokError` naming the
+    file and the cause; no temporary file is left."""
+    from safetensors.torch import save
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT_NAME}))
     meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": model.config.to_dict()}
-    atomic_write(directory / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    target = directory
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        data = save(tensors, metadata={"format": FORMAT_NAME})  # bytes: a failed write is an OSError with its cause
+        target = directory / WEIGHTS_FILE
+        atomic_write(target, lambda p: p.write_bytes(data))
+        target = directory / CONFIG_FILE
+        atomic_write(target, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    except OSError as exc:
+        raise WetokError(f"{target}: cannot write the model: {exc.strerror or exc}") from None
     return directory
 
 
 def read_saved_config(directory: str | Path) -> TokenizerConfig:
-    """The `TokenizerConfig` of a directory written by `Tokenizer.save`."""
+    """The `TokenizerConfig` of a directory written by `Tokenizer.save`. A config.json that is
+    missing, not a regular file, over `MAX_CONFIG_BYTES`, not JSON (or nested absurdly deep), not
+    wetok's layout, or with a value of the wrong type is one `CheckpointError` naming the file
+    and the key."""
     path = Path(directory) / CONFIG_FILE
+    if not path.exists() and not path.is_symlink():
+        raise CheckpointError(f"{directory}: no {CONFIG_FILE}: not a saved wetok model directory")
+    text = read_config_text(path, CheckpointError)
     try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{directory}: no {CONFIG_FILE}: not a saved wetok model directory") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: unreadable model config ({exc})") from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep; an integer of thousands of digits
+        raise CheckpointError(f"{path}: unreadable model config ({type(exc).__name__}: {_first_line(str(exc))[:80]})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME or "config" not in meta:
         raise CheckpointError(f"{path}: not a wetok model config")
-    if int(meta.get("version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: written by a newer wetok (format version {meta['version']})")
+    version = meta.get("version", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: 'version' must be a positive integer, got {_shown(version)}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by a newer wetok (format version {version})")
+    if not isinstance(meta["config"], dict):
+        raise CheckpointError(f"{path}: 'config' must be an object of TokenizerConfig fields, got {_shown(meta['config'])}")
     try:
         return TokenizerConfig.from_dict(meta["config"])
     except ConfigError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(f"{path}: config: {exc}") from None
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def read_saved_weights(directory: str | Path) -> dict[str, torch.Tensor]:
@@ -279,7 +381,7 @@ def read_saved_weights(directory: str | Path) -> dict[str, torch.Tensor]:
 
     path = Path(directory) / WEIGHTS_FILE
     if not path.is_file():
-        raise CheckpointError(f"{directory}: no {WEIGHTS_FILE}")
+        raise CheckpointError(f"{directory}: no {WEIGHTS_FILE}" + (" (not a regular file)" if path.exists() else ""))
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -432,10 +534,15 @@ def load(
         return model.to(device or "cpu").eval()
     path = Path(source)
     config_entry = str(config) if isinstance(config, (str, Path)) else None
+    try:
+        path.exists()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL character
+        raise CheckpointError(f"{_shown(str(source))}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     if isinstance(source, str) and source in PRESETS and not path.exists():
         cfg = PRESETS[source]
         model = _load_checkpoint(hub_weights_path(cfg), cfg, weights, trust_pickle)
-        assert cfg.hub is not None
+        if cfg.hub is None:
+            raise RuntimeError(f"preset {source!r} names no Hugging Face file (a wetok bug)")
         model.identity = ModelIdentity(cfg.architecture_hash(), cfg.name, cfg.hub.filename, weights, config=source)
     elif path.is_dir():
         model = _load_saved(path)
@@ -444,6 +551,8 @@ def load(
         model = _load_checkpoint(path, resolve_config(config), weights, trust_pickle)
         # no preset name: these weights are the file's, not the preset's released ones
         model.identity = ModelIdentity(model.config.architecture_hash(), None, path.name, weights, ckpt=str(source), config=config_entry)
+    elif path.exists():
+        require_regular_file(path, "a model file", CheckpointError)  # a device, FIFO or socket: refused by name
     else:
         raise CheckpointError(f"{source}: no such file, directory or preset (presets: {', '.join(PRESETS)})")
     return model.to(device or "cpu").eval()
@@ -451,20 +560,39 @@ def load(
 
 def _load_saved(directory: Path) -> Tokenizer:
     cfg = read_saved_config(directory)
+    model = _checked_model(cfg)
     state = read_saved_weights(directory)
-    model = Tokenizer(cfg)
     load_tokenizer_weights(model, state, state, str(directory))
-    return model
+    return _materialised(model, str(directory))
 
 
 def _load_checkpoint(path: Path, config: TokenizerConfig | None, weights: Weights, trust_pickle: bool) -> Tokenizer:
+    """A released `.ckpt` (or a bare state dict) as a model: the file's tensors are read, the
+    architecture (given, or read off the shapes) is built on the meta device, the EMA or raw
+    weights are picked and checked against it key by key, shape by shape and dtype by dtype, and
+    only then does the model take the file's tensors: a forged or mismatched file is refused
+    before any memory beyond its own is allocated."""
     state = extract_state_dict(read_torch_file(path, trust_pickle=trust_pickle), str(path))
     if config is None:
         try:
             config = infer_config(state)
         except CheckpointError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
-    model = Tokenizer(config)
+    model = _checked_model(config)
     names = list(model.state_dict())
     load_tokenizer_weights(model, select_weights(state, names, weights, str(path)), state, str(path))
+    return _materialised(model, str(path))
+
+
+def _checked_model(config: TokenizerConfig) -> Tokenizer:
+    """`Tokenizer(config)` on the meta device: its keys, shapes and dtypes, no memory."""
+    with torch.device("meta"):
+        return Tokenizer(config)
+
+
+def _materialised(model: Tokenizer, source: str) -> Tokenizer:
+    """`model` after `load_strict` assigned its tensors: every parameter and buffer holds data."""
+    left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:  # a programming error (a buffer no weights file holds), not a user's
+        raise RuntimeError(f"{source}: {len(left)} tensors left on the meta device after loading ({_few(left)})")
     return model

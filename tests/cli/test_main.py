@@ -65,22 +65,24 @@ def test_encode_decode_reconstruct_one_image(tmp_path, capsys, model_dir):
     assert listing(tmp_path) == ["in/photo.jpg", "photo.png", "photo.wtok", "recon.png"]
 
 
-def test_own_resolution_comes_back_at_its_size(tmp_path, capsys, gd_dir):
+def test_own_resolution_comes_back_at_its_size(tmp_path, capsys, monkeypatch, gd_dir):
     image = write_photo(tmp_path / "odd.png", 37, 51)
     assert cli(capsys, "encode", image, "-o", tmp_path / "odd.json", "--ckpt", gd_dir, "--size", "0")[0] == 0
     doc = json.loads((tmp_path / "odd.json").read_text())
     assert doc["token_grid"] == [19, 26] and doc["crop_box"] == [0, 0, 37, 51] and doc["image_size"] == [38, 52]
+    monkeypatch.chdir(gd_dir.parent)  # the model the file names is looked up beside it or in the working directory
     assert cli(capsys, "decode", tmp_path / "odd.json", "-o", tmp_path / "odd_dec.png", "--seed", "3")[0] == 0
     assert Image.open(tmp_path / "odd_dec.png").size == (51, 37)
     assert cli(capsys, "reconstruct", image, "-o", tmp_path / "odd_rec.png", "--ckpt", gd_dir, "--size", "0", "--seed", "3")[0] == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "odd_rec.png")), np.asarray(Image.open(tmp_path / "odd_dec.png")))
 
 
-def test_single_entry_form_picks_the_mode_from_the_extension(tmp_path, capsys, model_dir):
+def test_single_entry_form_picks_the_mode_from_the_extension(tmp_path, capsys, monkeypatch, model_dir):
     image = write_photo(tmp_path / "a.webp", 40, 40)
     code, out, _ = cli(capsys, "--input", image, "--output", tmp_path / "a.json", "--ckpt", model_dir, "--size", "16", "--resize", "stretch")
     assert (code, out) == (0, "wetok: encoded 1 image\n")
     assert json.loads((tmp_path / "a.json").read_text())["image_size"] == 16
+    monkeypatch.chdir(model_dir.parent)  # where the model the file names is looked up (besides the file's folder)
     code, out, _ = cli(capsys, "--image", tmp_path / "a.json", "--output", tmp_path / "a.png")
     assert (code, out) == (0, "wetok: decoded 1 image\n")
     code, out, _ = cli(capsys, image, tmp_path / "b.png", "--mode", "reconstruct", "--ckpt", model_dir, "--size", "16")
@@ -427,3 +429,235 @@ def test_generative_decoding_seeds_image_i_of_the_run_with_seed_plus_i(tmp_path,
     noise = seeded_noise((model.bits_per_token, *tokens.grid), [5 + 2])
     want = np.asarray(to_pil(model.decode(tokens.tokens[2:3], noise=noise))[0]).astype(int)
     assert np.abs(np.asarray(Image.open(tmp_path / "dec" / "2.png")).astype(int) - want).max() <= 1
+
+
+# ---- issue 17: hostile and broken inputs --------------------------------------------------------
+def _broken_exif_jpeg(path: Path) -> Path:
+    """Orientation 6 beside an XResolution stored as text (Pillow's exif_transpose raises TypeError on it)."""
+    entries = [(0x0112, 3, 1, struct.pack("<HH", 6, 0)), (0x011A, 2, 4, b"abc\0"), (0x0128, 2, 4, b"in\0\0")]
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHL", t, ty, c) + v for t, ty, c, v in entries) + b"\0" * 4
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((24, 40, 3), 120, np.uint8)).save(path, exif=b"Exif\0\0II*\0" + struct.pack("<L", 8) + ifd)
+    return path
+
+
+def test_broken_metadata_and_decoders_never_end_a_folder_run(tmp_path, capsys, monkeypatch, model_dir):
+    from PIL import features
+
+    src = tmp_path / "in"
+    write_photo(src / "a.png", 32, 32)
+    _broken_exif_jpeg(src / "exif.jpg")
+    expect_skipped = []
+    if features.check("avif"):
+        write_photo(src / "damaged.avif", 32, 48)
+        data = bytearray((src / "damaged.avif").read_bytes())
+        start = data.find(b"mdat") + 4
+        data[start:] = bytes(len(data) - start)  # RuntimeError: Failed to decode frame 0, in Pillow
+        (src / "damaged.avif").write_bytes(bytes(data))
+        expect_skipped.append("damaged.avif: truncated or corrupt image")
+    code, out, err = cli(capsys, "encode", src, "-o", tmp_path / "tok", "--ckpt", model_dir, "--size", "16")
+    assert code == (1 if expect_skipped else 0), err
+    assert out.startswith("wetok: encoded 2 images") and "Traceback" not in err
+    assert all(any(s in line for line in err.splitlines()) for s in expect_skipped)
+    assert listing(tmp_path / "tok") == ["a.wtok", "exif.wtok"]
+    assert read_tokens(tmp_path / "tok" / "exif.wtok").original_size == (40, 24)  # turned upright: 24 wide, 40 high
+    # One file alone: one line naming it.
+    code, _, err = cli(capsys, "reconstruct", _broken_exif_jpeg(tmp_path / "one.jpg"), "-o", tmp_path / "one.png", "--ckpt", model_dir,
+                       "--size", "0")
+    assert code == 0 and Image.open(tmp_path / "one.png").size == (24, 40)
+    if expect_skipped:
+        code, _, err = cli(capsys, "encode", src / "damaged.avif", "-o", tmp_path / "x.wtok", "--ckpt", model_dir)
+        assert code == 2 and "damaged.avif: truncated or corrupt image (RuntimeError" in one_error_line(err)
+        assert not (tmp_path / "x.wtok").exists()
+
+
+@pytest.mark.parametrize("layout", ["two-folders", "one-folder-two-formats", "case-only", "tokens-of-one-stem"])
+def test_outputs_that_would_replace_each_other_are_refused_before_any_work(tmp_path, capsys, model_dir, layout):
+    if layout == "two-folders":
+        inputs = [write_photo(tmp_path / "a" / "x.png", 16, 16), write_photo(tmp_path / "b" / "x.png", 16, 16, seed=1)]
+        argv, names = ["encode", *inputs, "-o", tmp_path / "out", "--ckpt", model_dir, "--size", "16"], ["a/x.png", "b/x.png"]
+    elif layout == "one-folder-two-formats":
+        write_photo(tmp_path / "in" / "x.png", 16, 16)
+        write_photo(tmp_path / "in" / "x.jpg", 16, 16, seed=1)
+        argv, names = ["reconstruct", tmp_path / "in", "-o", tmp_path / "out", "--ckpt", model_dir, "--size", "16"], ["x.jpg", "x.png"]
+    elif layout == "case-only":
+        write_photo(tmp_path / "in" / "Photo.png", 16, 16)
+        write_photo(tmp_path / "in" / "photo.webp", 16, 16, seed=1)
+        argv, names = ["encode", tmp_path / "in", "-o", tmp_path / "out", "--ckpt", model_dir, "--size", "16"], ["Photo.png", "photo.webp"]
+    else:
+        image = write_photo(tmp_path / "src.png", 16, 16)
+        for suffix in ("wtok", "json"):
+            assert cli(capsys, "encode", image, "-o", tmp_path / "t" / f"a.{suffix}", "--ckpt", model_dir, "--size", "16")[0] == 0
+        argv, names = ["decode", tmp_path / "t" / "a.wtok", tmp_path / "t" / "a.json", "-o", tmp_path / "out", "--ckpt", model_dir], ["a.wtok", "a.json"]
+    before = listing(tmp_path)
+    code, out, err = cli(capsys, *argv)
+    line = one_error_line(err)
+    assert code == 2 and out == "" and "would be written there" in line and all(n in line for n in names), line
+    assert listing(tmp_path) == before and not (tmp_path / "out").exists()
+
+
+def test_pictures_of_a_many_image_file_never_replace_another_files_picture(tmp_path, capsys, model_dir):
+    images = [write_photo(tmp_path / f"{k}.png", 16, 16, seed=k) for k in range(3)]
+    tokens = tmp_path / "t"
+    assert cli(capsys, "encode", *images[:2], "-o", tokens / "all.wtok", "--ckpt", model_dir, "--size", "16")[0] == 0
+    assert cli(capsys, "encode", images[2], "-o", tokens / "all_0000.wtok", "--ckpt", model_dir, "--size", "16")[0] == 0
+    code, out, err = cli(capsys, "decode", tokens, "-o", tmp_path / "out", "--ckpt", model_dir)
+    assert code == 1 and out.startswith("wetok: decoded 2 images, skipped 1 (")
+    assert "all_0000.png: already the output of" in err and "all_0000.wtok would replace it" in err
+    assert listing(tmp_path / "out") == ["all_0000.png", "all_0001.png"]
+    cli(capsys, "decode", tokens / "all.wtok", "-o", tmp_path / "alone" / "all.png", "--ckpt", model_dir)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "all_0000.png")), np.asarray(Image.open(tmp_path / "alone" / "all_0000.png")))
+
+
+def test_special_files_are_refused_alone_and_skipped_in_folders(tmp_path, capsys, model_dir):
+    if os.path.exists("/dev/zero"):
+        for argv in (["encode", "/dev/zero", "-o", tmp_path / "z.wtok", "--ckpt", model_dir],
+                     ["decode", "/dev/zero", "-o", tmp_path / "z.png", "--ckpt", model_dir],
+                     ["reconstruct", "/dev/zero", "-o", tmp_path / "z.png", "--ckpt", model_dir]):
+            code, _, err = cli(capsys, *argv)
+            assert code == 2 and "/dev/zero: is a character device" in one_error_line(err)
+    src = tmp_path / "in"
+    write_photo(src / "a.png", 16, 16)
+    os.mkfifo(src / "pipe.png")  # reading it would wait for a writer forever
+    code, out, err = cli(capsys, "encode", src, "-o", tmp_path / "tok", "--ckpt", model_dir, "--size", "16")
+    assert code == 1 and out.startswith("wetok: encoded 1 image, skipped 1 (") and "pipe.png: is a named pipe" in err
+    assert listing(tmp_path / "tok") == ["a.wtok"]
+
+
+@pytest.mark.parametrize("shape", [(1, 12000), (9000, 2), (1, 200000)])
+def test_extreme_aspect_ratios_are_skipped_not_allocated(tmp_path, capsys, model_dir, shape):
+    src = tmp_path / "in"
+    write_photo(src / "a.png", 16, 16)
+    Image.fromarray(np.zeros((*shape, 3), np.uint8)).save(src / "thin.png")  # a few hundred bytes
+    code, out, err = cli(capsys, "encode", src, "-o", tmp_path / "tok", "--ckpt", model_dir)
+    assert code == 1 and out.startswith("wetok: encoded 1 image, skipped 1 (")
+    assert "thin.png: resizing the shorter side to 256" in err and "over the limit of" in err
+    code, _, err = cli(capsys, "reconstruct", src / "thin.png", "-o", tmp_path / "thin_out.png", "--ckpt", model_dir, "--resize", "crop")
+    assert code == 2 and "thin.png: resizing the shorter side" in one_error_line(err)
+    assert not (tmp_path / "thin_out.png").exists()
+
+
+OPTION_VALUES = [
+    (["--image-format", "../x"], "not an image suffix"),
+    (["--image-format", "x/y"], "not an image suffix"),
+    (["--image-format", "p ng"], "not an image suffix"),
+    (["--image-format", ""], "not an image suffix"),
+    (["--image-format", "txt"], "Pillow cannot write"),
+    (["--seed", str(10**23)], "argument --seed: must be 0.."),
+    (["--seed", str(2**63)], "argument --seed: must be 0.."),
+    (["--seed", "-1"], "argument --seed: must be 0.."),
+    (["--batch-size", "0"], "argument --batch-size: must be at least 1"),
+    (["--batch-size", "-4"], "argument --batch-size: must be at least 1"),
+    (["--tile", "1"], "argument --tile: must be 0 or at least 2"),
+    (["--tile", "-5"], "argument --tile: must be 0 or at least 2"),
+    (["--tile-overlap", "-1"], "argument --tile-overlap: must be at least 0"),
+    (["--device", "bogus"], "unknown device 'bogus'"),
+    (["--device", "cuda:x"], "unknown device"),
+    (["--device", "meta"], "unsupported device 'meta'"),
+]
+
+
+@pytest.mark.parametrize("command", ["decode", "reconstruct"])
+@pytest.mark.parametrize("extra, problem", OPTION_VALUES, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_option_values_are_one_line_exit_2_nothing_written(tmp_path, capsys, model_dir, command, extra, problem):
+    image = write_photo(tmp_path / "in" / "a.png", 16, 16)
+    src = image if command == "reconstruct" else tmp_path / "in" / "a.wtok"
+    if command == "decode":
+        assert cli(capsys, "encode", image, "-o", src, "--ckpt", model_dir, "--size", "16")[0] == 0
+    before = listing(tmp_path)
+    sizing = ["--size", "16"] if command == "reconstruct" else []
+    code, out, err = cli(capsys, command, tmp_path / "in", "-o", tmp_path / "out", "--ckpt", model_dir, *sizing, *extra)
+    assert code == 2 and out == ""
+    line = one_error_line(err)
+    assert line.startswith("wetok: error: ") and problem in line, line
+    assert listing(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "extra, problem",
+    [(["--size", "1000000"], "argument --size: must be 0..65535"), (["--size", "-1"], "argument --size"),
+     (["--size", "65536"], "must be 0..65535"), (["--size", "20000"], "--size 20000 makes 20000x20000"),
+     (["--max-pixels", "-1"], "argument --max-pixels"), (["--tile", "6"], "--tile 6 is smaller than 2 token cells"),
+     (["--tile", "64", "--tile-overlap", "32"], "tile overlap 32px must be less than half the tile"),
+     (["--batch-size", "0"], "--batch-size")],
+)
+def test_bad_sizes_and_tiles_for_encoding_are_refused_before_any_work(tmp_path, capsys, model_dir, extra, problem):
+    image = write_photo(tmp_path / "a.png", 16, 16)
+    code, out, err = cli(capsys, "encode", image, "-o", tmp_path / "out" / "a.wtok", "--ckpt", model_dir, *extra)
+    assert code == 2 and out == "" and problem in one_error_line(err), err
+    assert listing(tmp_path) == ["a.png"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys, model_dir):
+    image = write_photo(tmp_path / "a.png", 16, 16)
+    for command in ("encode", "reconstruct"):
+        code, _, err = cli(capsys, command, image, "-o", tmp_path / "out" / "x.png", "--ckpt", model_dir, "--device", "cuda")
+        assert code == 2 and "no CUDA device is available" in one_error_line(err)
+    assert listing(tmp_path) == ["a.png"]
+
+
+def test_usage_errors_are_one_line(capsys):
+    assert main(["encode", "--size", "big"]) == 2
+    assert one_error_line(capsys.readouterr().err) == "wetok: error: argument --size: invalid int value: 'big' (see wetok encode --help)"
+    assert main(["decode", "--no-such-option"]) == 2
+    assert one_error_line(capsys.readouterr().err).startswith("wetok: error: unrecognized arguments: --no-such-option")
+    assert main(["--input", "x.png", "--seed", "1e9"]) == 2
+    assert "argument --seed: invalid int value" in one_error_line(capsys.readouterr().err)
+
+
+def test_sigterm_ends_a_command_with_one_line_and_143(tmp_path, capsys, monkeypatch):
+    import signal
+    import time
+
+    import wetok.cli.encode
+
+    written = tmp_path / "out.bin"
+
+    def killed_while_writing(args):
+        from wetok.files import atomic_write
+
+        def slow(tmp):
+            tmp.write_text("half")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+
+        atomic_write(written, slow)
+        return 0
+
+    monkeypatch.setattr(wetok.cli.encode, "run", killed_while_writing)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["encode", "x.png", "-o", str(tmp_path / "y")]) == 143
+    assert capsys.readouterr().err == "wetok: terminated\n"
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert listing(tmp_path) == []
+
+
+def test_wetok_train_keeps_its_own_sigterm_handling(tmp_path, capsys, monkeypatch):
+    """While it trains, SIGTERM is `wetok train`'s "checkpoint and stop" (training.loop.StopRequest),
+    nested inside the command line's handler, which comes back after it."""
+    import signal
+
+    from support import TINY_CONFIG, make_images
+    from wetok.training import loop
+    from wetok.training.state import list_checkpoints
+
+    make_images(tmp_path / "data", 4)
+    real = loop.generator_terms
+    seen = []
+
+    def interrupt(*args, **kwargs):
+        seen.append(signal.getsignal(signal.SIGTERM))
+        if len(seen) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "generator_terms", interrupt)
+    before = signal.getsignal(signal.SIGTERM)
+    status = main(["train", "--no-progress", "--config", str(TINY_CONFIG), "--data", str(tmp_path / "data"),
+                   "--output", str(tmp_path / "run"), "--steps", "5", "--set", "train.ckpt_every=100"])
+    err = capsys.readouterr().err
+    assert status == 128 + signal.SIGTERM and "wetok: terminated" not in err
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [1]  # the loop's checkpoint on SIGTERM
+    assert getattr(seen[0], "__self__", None).__class__.__name__ == "StopRequest"
+    assert signal.getsignal(signal.SIGTERM) is before

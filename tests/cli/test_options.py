@@ -57,3 +57,79 @@ def test_device_auto_is_the_cpu_without_cuda_and_the_model_says_where_it_came_fr
     assert model.device.type == ("cuda" if __import__("torch").cuda.is_available() else "cpu")
     assert model.identity.weights_file == "tiny" and model.identity.weights == "saved"
     assert model.identity.ckpt == str(directory)
+
+
+# ---- option values (issue 17, #13) ----------------------------------------------------------------
+@pytest.mark.parametrize("argv", SUBCOMMANDS[:3], ids=lambda a: a[0])
+def test_defaults_pass_the_value_checks(argv):
+    args = build_parser().parse_args(argv)
+    assert args.batch_size == 8 and args.tile == 512 and args.tile_overlap == 128
+    if argv[0] != "encode":
+        assert args.seed == 0 and args.image_format == "png"
+
+
+@pytest.mark.parametrize("text, want", [("png", "png"), (".PNG", "png"), ("jpg", "jpg"), ("WebP", "webp"), ("tiff", "tiff"), ("bmp", "bmp")])
+def test_image_formats_are_plain_suffixes_pillow_writes(text, want):
+    from wetok.cli.options import image_format_option
+
+    assert image_format_option(text) == want
+
+
+@pytest.mark.parametrize("text", ["../x", "png/../../x", "/abs", "p ng", "", ".", "png\n", "x" * 17, "txt", "wtok", "pngx", "ünï"])
+def test_other_image_formats_are_usage_errors(text, capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["decode", "in.wtok", "-o", "out", "--image-format", text])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wetok: error: argument --image-format: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("value, ok", [("0", True), (str(2**62), True), (str(2**62 + 1), False), (str(2**63), False),
+                                       (str(10**23), False), ("-1", False), ("1.5", False)])
+def test_seeds_fit_a_generator_seed_with_room_for_every_image(value, ok, capsys):
+    from wetok.tokenizer import MAX_SEED
+
+    argv = ["reconstruct", "in.png", "-o", "out", "--seed", value]
+    if ok:
+        seed = build_parser().parse_args(argv).seed
+        assert seed + 2**62 - 1 <= MAX_SEED  # image i of a run uses seed + i: room for 2**62 images
+    else:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(argv)
+        assert "argument --seed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value, ok", [("--batch-size", "1", True), ("--batch-size", "0", False), ("--batch-size", "-2", False),
+                                             ("--tile", "0", True), ("--tile", "2", True), ("--tile", "1", False),
+                                             ("--tile-overlap", "0", True), ("--tile-overlap", "-1", False),
+                                             ("--size", "0", True), ("--size", "65535", True), ("--size", "65536", False),
+                                             ("--max-pixels", "0", True), ("--max-pixels", "-1", False)])
+def test_counts_and_sizes_are_checked_at_parse_time(flag, value, ok, capsys):
+    argv = ["encode", "in.png", "-o", "out", flag, value]
+    if ok:
+        build_parser().parse_args(argv)
+    else:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(argv)
+        err = capsys.readouterr().err
+        assert err.startswith(f"wetok: error: argument {flag}: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("device, problem", [("bogus", "unknown device 'bogus'"), ("meta", "unsupported device 'meta'"),
+                                             ("mps", "unsupported device 'mps'"), ("cuda:-1", "unknown device")])
+def test_devices_the_command_line_cannot_run_on_are_wetok_errors(device, problem):
+    with pytest.raises(WetokError, match=problem):
+        load_model(_args("--device", device))
+
+
+def test_tiles_under_two_token_cells_are_refused():
+    from wetok.cli.options import check_tile
+    from wetok.tiling import TileSpec
+
+    check_tile(TileSpec(12, 0), 4)  # 3 cells, overlap at least 1 cell: the smallest tiling
+    with pytest.raises(WetokError, match="tile overlap 0px must be less than half the tile"):
+        check_tile(TileSpec(8, 0), 4)  # 2 cells leave no room for the 1-cell overlap
+    with pytest.raises(WetokError, match="--tile 7 is smaller than 2 token cells of this model"):
+        check_tile(TileSpec(7, 0), 4)
+    with pytest.raises(WetokError, match="tile overlap"):
+        check_tile(TileSpec(64, 32), 8)

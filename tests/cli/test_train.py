@@ -52,3 +52,29 @@ def test_resume_without_checkpoint(tmp_path, capsys):
     status, _, err = run(capsys, "--config", str(TINY_CONFIG), "--data", str(tmp_path / "data"), "--output",
                          str(tmp_path / "run"), "--resume")
     assert status == 2 and "--resume: no checkpoint in" in err
+
+
+def test_a_stopped_peer_is_one_line(tmp_path, capsys, monkeypatch):
+    from wetok.distributed import PeerLost
+    from wetok.training import loop
+
+    def peer_died(*args, **kwargs):
+        raise PeerLost("another process stopped (Read error [127.0.0.1]:9613: Connection reset by peer); the last checkpoint is kept")
+
+    monkeypatch.setattr(loop, "train", peer_died)
+    make_images(tmp_path / "data", 2)
+    status, _, err = run(capsys, "--config", str(TINY_CONFIG), "--data", str(tmp_path / "data"), "--output", str(tmp_path / "run"))
+    assert status == 2
+    assert err == "wetok train: another process stopped (Read error [127.0.0.1]:9613: Connection reset by peer); the last checkpoint is kept\n"
+
+
+def test_resume_auto_starts_or_continues(tmp_path, capsys):
+    make_images(tmp_path / "data", 2)
+    common = ["--data", str(tmp_path / "data"), "--output", str(tmp_path / "run"), "--resume", "auto"]
+    status, out, _ = run(capsys, "--config", str(TINY_CONFIG), *common, "--steps", "1")
+    assert status == 0 and "no checkpoint yet, starting the run" in out
+    status, out, _ = run(capsys, *common, "--steps", "2")
+    assert status == 0 and "resumed at step 1" in out
+    assert [m["step"] for m in read_metrics(tmp_path / "run")] == [1, 2]
+    status, _, err = run(capsys, *common[:4], "--resume", "sometimes")
+    assert status == 2 and "--resume: expected nothing or auto, got 'sometimes'" in err

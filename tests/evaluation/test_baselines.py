@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import skimage.data as skimage_data
 
 from wetok.errors import WetokError
 from wetok.evaluation.baselines import CODECS, check_codecs, compress_to_bpp, encode
-
-skimage_data = pytest.importorskip("skimage.data")
 
 
 @pytest.mark.parametrize("codec", CODECS)

@@ -58,6 +58,8 @@ def test_overrides_parse_yaml_values():
         (["train.stage=3"], "train.stage must be 1 or 2"),
         (["train.stage=2"], "stage 2 starts from a stage-1 model: set init.checkpoint"),
         (["train.precision=fp8"], "train.precision must be fp32, bf16 or fp16"),
+        (["train.timeout_minutes=0"], "train.timeout_minutes must be above 0"),
+        (["train.timeout_minutes=.nan"], "train.timeout_minutes must be above 0"),
         (["data.size=30"], "data.size 30 is not a multiple of the downsample factor 4"),
         (["loss.gan_weight=-1"], "loss.gan_weight must be >= 0"),
         (["model.preset=imagenet-d8"], "model: give either preset or architecture keys"),

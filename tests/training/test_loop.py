@@ -1,28 +1,27 @@
-"""The training loop in one process: both stages, resume equivalence, stage-2 start equivalence,
-fine-tuning from a released checkpoint, NaN handling, SIGTERM, export."""
+"""The training loop in one process: both stages, resume equivalence (stage 1 and 2, also after a
+torchrun restart), stage-2 start equivalence, fine-tuning from a released checkpoint, NaN
+handling, SIGTERM, a full disk or `ulimit -f` while writing checkpoints and the model, export."""
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import os
+import resource
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 
 import wetok
-from support import TINY_CONFIG, make_images, read_metrics
+from support import TINY_CONFIG, read_metrics
 from wetok.errors import WetokError
 from wetok.training import loop
 from wetok.training.config import load_train_config
 from wetok.training.initial import deepen, load_initial_weights, widen_for_noise
 from wetok.training.state import list_checkpoints, read_checkpoint
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("images")
-    make_images(folder, 6)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +69,60 @@ def test_resume_reproduces_losses_step_for_step(stage1_run, data, tmp_path):
         assert {k: a.get(k) for k in keys} == {k: b.get(k) for k in keys}
     assert (tmp_path / "eval.jsonl").read_text() == '{"step": 2, "psnr": 10.0}\n'
     assert not list(tmp_path.glob(".*.tmp"))
-    final_a = read_checkpoint(stage1_run / "checkpoints" / "step-00000004.pt")
-    final_b = read_checkpoint(tmp_path / "checkpoints" / "step-00000004.pt")
-    for name, value in final_a["model"].items():
-        assert torch.equal(value, final_b["model"][name]), name
+    assert_same_state(stage1_run / "checkpoints" / "step-00000004.pt", tmp_path / "checkpoints" / "step-00000004.pt")
+
+
+def logged(run_dir):
+    """metrics.jsonl without the throughput (a matter of time, not of the run)."""
+    return [{k: v for k, v in m.items() if k != "train/images_per_s"} for m in read_metrics(run_dir)]
+
+
+def assert_same_state(a, b):
+    """Two training checkpoints hold identical model, EMA and discriminator weights."""
+    final_a, final_b = read_checkpoint(a), read_checkpoint(b)
+    for part in ("model", "discriminator"):
+        for name, value in final_a[part].items():
+            assert torch.equal(value, final_b[part][name]), (part, name)
+    for name, value in final_a["ema"]["model"].items():
+        assert torch.equal(value, final_b["ema"]["model"][name]), ("ema", name)
+
+
+def test_stage2_resume_reproduces_the_uninterrupted_run(stage1_run, data, tmp_path):
+    """Every source of randomness of stage 2 (data order, random scale and crop, flips, decoder
+    noise per micro-batch, a loader worker, the new discriminator) resumes exactly, whatever the
+    global RNG holds when the resumed run starts."""
+    ckpt = stage1_run / "checkpoints" / "step-00000004.pt"
+    cfg = load_train_config(TINY_CONFIG, [
+        "train.stage=2", f"init.checkpoint={ckpt}", "train.ckpt_every=1", "data.random_scale=[1.0, 1.5]",
+        "optim.grad_accum=2", "data.workers=1", "loss.gan_start=1"])
+    assert loop.train(cfg, data, tmp_path / "straight", progress=False) == 0
+    assert loop.train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=1)), data, tmp_path / "resumed",
+                      progress=False) == 0
+    torch.manual_seed(12345)  # the resumed run must not depend on the global RNG it finds
+    assert loop.train(cfg, data, tmp_path / "resumed", resume=True, progress=False) == 0
+    resumed = logged(tmp_path / "resumed")
+    assert [m["step"] for m in resumed] == [1, 2, 3, 4] and "train/disc_total" in resumed[1]
+    assert resumed == logged(tmp_path / "straight")
+    assert_same_state(tmp_path / "straight" / "checkpoints" / "step-00000004.pt",
+                      tmp_path / "resumed" / "checkpoints" / "step-00000004.pt")
+
+
+def test_a_torchrun_restart_resumes_by_itself(stage1_run, data, tmp_path, monkeypatch):
+    """TORCHELASTIC_RESTART_COUNT > 0: the latest checkpoint when there is one (no --resume), else
+    a fresh start over what the failed attempt left (its log lines dropped)."""
+    cfg = load_train_config(TINY_CONFIG)
+    assert loop.train(load_train_config(TINY_CONFIG, ["train.steps=2"]), data, tmp_path / "run", progress=False) == 0
+    with (tmp_path / "run" / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 3, "train/total": 99.0}\n')
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    assert loop.train(cfg, data, tmp_path / "run", progress=False) == 0
+    assert logged(tmp_path / "run") == logged(stage1_run)
+    assert_same_state(stage1_run / "checkpoints" / "step-00000004.pt", tmp_path / "run" / "checkpoints" / "step-00000004.pt")
+
+    (tmp_path / "fresh").mkdir()  # the first attempt died before its first checkpoint
+    (tmp_path / "fresh" / "metrics.jsonl").write_text('{"step": 1, "train/total": 99.0}\n')
+    assert loop.train(load_train_config(TINY_CONFIG, ["train.steps=1"]), data, tmp_path / "fresh", progress=False) == 0
+    assert [m["train/total"] for m in read_metrics(tmp_path / "fresh")] == [read_metrics(stage1_run)[0]["train/total"]]
 
 
 def test_widening_keeps_the_stage1_output():
@@ -284,3 +333,86 @@ def test_adaptive_gan_weight_option(data, tmp_path):
     assert 0 < m["train/gan_adaptive_weight"] <= 1e4
     stage1 = m["train/l1"] + 0.1 * m["train/entropy"] + 0.25 * m["train/commitment"]
     assert m["train/total"] == pytest.approx(stage1 + 0.1 * m["train/gan_adaptive_weight"] * m["train/gan"], rel=1e-5)
+
+
+class _FullDisk:
+    """A binary file that takes `room` bytes and then fails as a full disk does."""
+
+    def __init__(self, handle, room):
+        self.handle, self.room = handle, room
+
+    def write(self, data):
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+
+@pytest.mark.parametrize("room", [0, 5000])
+def test_a_full_disk_while_writing_a_checkpoint_is_one_error_and_keeps_the_older_ones(tmp_path, monkeypatch, room):
+    import pathlib
+
+    from wetok.training import state
+
+    state.save_checkpoint(tmp_path, 2, {"x": torch.ones(3)}, keep=1)
+    real_open = pathlib.Path.open
+    monkeypatch.setattr(pathlib.Path, "open", lambda self, mode="r", *a, **k: _FullDisk(real_open(self, mode, *a, **k), room))
+    with pytest.raises(state.CheckpointWriteError) as caught:
+        state.save_checkpoint(tmp_path, 4, {"x": torch.randn(10000)}, keep=1)
+    assert str(caught.value) == f"{tmp_path / 'checkpoints' / 'step-00000004.pt'}: cannot write checkpoint: No space left on device"
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000002.pt"]  # no temporary file, nothing pruned
+    monkeypatch.undo()
+
+    def zip_writer_fails(*args, **kwargs):  # torch's own message when the cause is unknown
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534\nframe #0: ...")
+
+    monkeypatch.setattr(state.torch, "save", zip_writer_fails)
+    with pytest.raises(state.CheckpointWriteError, match=r"step-00000004.pt: cannot write checkpoint: \[enforce fail at inline_container.cc:672\] . unexpected pos 576 vs 534$"):
+        state.save_checkpoint(tmp_path, 4, {}, keep=1)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000002.pt"]
+
+
+def test_a_full_disk_while_exporting_the_model_is_one_error(stage1_run, tmp_path, monkeypatch):
+    import pathlib
+
+    model = wetok.load(stage1_run / "model")
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    with pytest.raises(WetokError) as caught:
+        model.save(tmp_path / "model")
+    assert str(caught.value) == f"{tmp_path / 'model' / 'model.safetensors'}: cannot write the model: No space left on device"
+    assert list((tmp_path / "model").iterdir()) == []
+
+
+def test_file_size_limit_while_training_is_one_line_and_the_run_resumes(stage1_run, data, tmp_path):
+    """`ulimit -f` below a checkpoint's size: the checkpoint write fails with EFBIG (Python ignores
+    SIGXFSZ), the run stops with one line naming the checkpoint, the older checkpoint stays (also
+    with keep_checkpoints 1), no temporary file is left, and the run resumes from it exactly."""
+    run = tmp_path / "run"
+    assert loop.train(load_train_config(TINY_CONFIG, ["train.steps=2", "train.keep_checkpoints=1"]), data, run, progress=False) == 0
+    limit = 4 * 2**20  # above the logs, the grids and the model (2.3 MB), below a checkpoint (10 MB)
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "wetok", "train", "--no-progress", "--data", str(data), "--output", str(run), "--resume", "--steps", "4"],
+        check=False, capture_output=True, text=True, timeout=300, preexec_fn=small_files, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.splitlines() == [f"wetok: error: {run / 'checkpoints' / 'step-00000004.pt'}: cannot write checkpoint: File too large"]
+    assert [s for s, _ in list_checkpoints(run)] == [2] and not list(run.rglob("*.tmp"))
+    assert loop.train(load_train_config(TINY_CONFIG), data, run, resume=True, progress=False) == 0
+    assert logged(run) == logged(stage1_run)
+    assert_same_state(stage1_run / "checkpoints" / "step-00000004.pt", run / "checkpoints" / "step-00000004.pt")

@@ -5,19 +5,28 @@ Each subcommand module exposes `add_arguments(parser)` and `run(args) -> int` an
 single-entry form (`wetok --input X --output Y`, mode from the extension).
 
 Errors a user can cause (`WetokError`, and OS errors on files) print one line
-`wetok: error: ...` on stderr and exit with code 2; `--debug` adds the traceback.
+`wetok: error: ...` on stderr and exit with code 2; `--debug` adds the traceback. Usage errors
+(an unknown option, a bad option value) are one line too, exit 2, before anything is done.
+
+Interrupts: Ctrl-C (SIGINT) prints `wetok: interrupted`, exit 130; SIGTERM (`kill`, a job
+scheduler, a container stopping) prints `wetok: terminated`, exit 143. Both unwind normally, so
+an output being written is left as it was (the temporary file is removed: `files.atomic_write`).
+`wetok train` turns both into "stop after this step and write a checkpoint" while it trains.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 import traceback
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import ModuleType
+from types import FrameType, ModuleType
+from typing import NoReturn
 
 import torch
 
@@ -35,6 +44,57 @@ SUBCOMMANDS: list[tuple[str, str, ModuleType]] = [
 """(name, one-line help, module with add_arguments/run): every `wetok` subcommand."""
 
 EXIT_ERROR = 2
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by `clean_exit_on_sigterm`'s handler so that `finally`
+    blocks and `except BaseException` cleanups run (a KeyboardInterrupt, so that code which
+    treats Ctrl-C as "stop" treats it alike)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(f"terminated by signal {signum}")
+        self.signum = signum
+
+
+@contextmanager
+def clean_exit_on_sigterm() -> Iterator[None]:
+    """While active, SIGTERM raises `Terminated` in the main thread instead of killing the
+    process outright (which would leave `.name.XXXX.tmp` files of an interrupted write behind).
+    A second SIGTERM during the clean-up is ignored; a forked child process that inherited the
+    handler is terminated as by default. The previous handler comes back afterwards; outside the
+    main thread this does nothing. `wetok train`'s own handler (`training.loop.StopRequest`)
+    takes over while it trains and gives this one back afterwards."""
+    owner = os.getpid()
+    fired = False
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        nonlocal fired
+        if os.getpid() != owner:  # a forked child: behave as without the handler
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if fired:
+            return
+        fired = True
+        raise Terminated(signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: `wetok: error: argument --size: ... (wetok encode --help)`, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"wetok: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_debug(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +102,7 @@ def _add_debug(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wetok",
         description="WeTok discrete image tokenizer. Also the original tool's form: "
         "wetok --input IMAGE|TOKENS --output TOKENS|IMAGE [--mode encode|decode|reconstruct] ...",
@@ -58,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_single_entry_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wetok", description="The original tool's form: the mode comes from the input's extension unless --mode names it."
     )
     auto.add_arguments(parser)
@@ -83,8 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
     try:
-        with _quiet(not args.debug):
+        with clean_exit_on_sigterm(), _quiet(not args.debug):
             return int(handler(args))
+    except Terminated:
+        print("wetok: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except (WetokError, OSError) as exc:
         if args.debug:
             traceback.print_exc()

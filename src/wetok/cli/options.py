@@ -4,19 +4,80 @@ translation into a model and a `Codec`."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
+
+import torch
+from PIL import Image
 
 from ..batch import Summary
 from ..codec import Codec
 from ..config import PRESETS
 from ..distributed import resolve_device
 from ..errors import WetokError
-from ..images import DEFAULT_MAX_PIXELS
+from ..images import DEFAULT_MAX_PIXELS, MAX_SIZE
 from ..tiling import STATS_MODES, TileSpec
 from ..tokenizer import Tokenizer
 from ..weights import default_model_available, load
+
+# ---- option values, checked when the command line is parsed (one line, exit 2, nothing done) ----
+MAX_SEED_OPTION = 2**62
+"""The largest --seed: image i of a run uses seed + i, which must stay a 64-bit generator seed
+(`tokenizer.MAX_SEED`, 2**63 - 1) for any number of images a run can hold (2**62 more)."""
+
+
+def int_option(low: int, high: int | None = None, *, zero: bool = False) -> Callable[[str], int]:
+    """An argparse `type`: an integer in [low, high] (no upper bound when high is None), or 0 as
+    well when `zero` (0 then means "off" / "no limit"); anything else is a one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if (zero and value == 0) or (value >= low and (high is None or value <= high)):
+            return value
+        span = f"{low}..{high}" if high is not None else f"at least {low}"
+        raise argparse.ArgumentTypeError(f"must be {'0 or ' if zero else ''}{span}, got {value}")
+
+    parse.__name__ = "int"
+    return parse
+
+
+seed_option = int_option(0, MAX_SEED_OPTION)
+"""--seed: 0..2**62 (image i uses seed + i, a 64-bit generator seed)."""
+size_option = int_option(0, MAX_SIZE)
+"""--size: 0 (own resolution) or 1..65535 pixels (the .wtok header's 16-bit size field)."""
+positive_option = int_option(1)
+"""--batch-size and the like: 1 or more."""
+count_option = int_option(0)
+"""--max-pixels, --tile-overlap and the like: 0 or more."""
+tile_option = int_option(2, zero=True)
+"""--tile: 0 (never tile) or at least 2 pixels (and at least 2 token cells of the model: `make_codec`)."""
+
+
+def checked_device(name: str) -> torch.device:
+    """The device --device names (`distributed.resolve_device`: an unknown name or CUDA without a
+    GPU is a one-line `WetokError`), refusing kinds the command line does not run on (meta, mps,
+    xpu, ...: they would fail later with a traceback)."""
+    device = resolve_device(name)
+    if device.type not in ("cpu", "cuda"):
+        raise WetokError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def image_format_option(text: str) -> str:
+    """--image-format: a plain suffix (letters and digits, e.g. png, jpg, webp; a leading dot is
+    allowed) of a format Pillow can write; returned lower case without the dot."""
+    name = text.removeprefix(".")
+    if not re.fullmatch(r"[A-Za-z0-9]{1,16}", name):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an image suffix (letters and digits only, such as png, jpg, webp)")
+    fmt = Image.registered_extensions().get("." + name.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise argparse.ArgumentTypeError(f"{text!r}: Pillow cannot write images with this suffix (use png, jpg, webp, ...)")
+    return name.lower()
 
 
 def add_inputs(parser: argparse.ArgumentParser, what: str) -> None:
@@ -56,7 +117,7 @@ def load_model(args: argparse.Namespace) -> Tokenizer:
         raise WetokError("--config describes a checkpoint's architecture: give the checkpoint with --ckpt")
     if args.preset and args.preset not in PRESETS:
         raise WetokError(f"unknown preset {args.preset!r}; known presets: {', '.join(PRESETS)}")
-    device = resolve_device(args.device)
+    device = checked_device(args.device)
     if args.ckpt:
         return load(args.ckpt, config=args.config or args.preset, weights=args.weights, device=device, trust_pickle=args.trust_pickle)
     if args.preset:
@@ -71,22 +132,26 @@ def load_model(args: argparse.Namespace) -> Tokenizer:
 
 def add_size(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("image size")
-    group.add_argument("--size", type=int, default=256, metavar="N",
-                       help="shorter side to N and centre crop N x N (default 256); 0 keeps the image's own resolution")
+    group.add_argument("--size", type=size_option, default=256, metavar="N",
+                       help=f"shorter side to N and centre crop N x N (default 256, at most {MAX_SIZE}); 0 keeps the image's own resolution")
     group.add_argument("--resize", choices=("crop", "stretch"), default="crop",
                        help="crop: shorter side + centre crop (default); stretch: N x N bicubic, as the original tool")
-    group.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
-                       help=f"refuse images over N pixels as possible decompression bombs (default {DEFAULT_MAX_PIXELS}; 0: no limit)")
+    group.add_argument("--max-pixels", type=count_option, default=DEFAULT_MAX_PIXELS, metavar="N",
+                       help=f"refuse images, and resize results, over N pixels as possible decompression bombs "
+                       f"(default {DEFAULT_MAX_PIXELS}; 0: no limit)")
 
 
 def add_run(parser: argparse.ArgumentParser, *, decodes: bool) -> None:
     group = parser.add_argument_group("processing")
-    group.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass (default 8)")
+    group.add_argument("--batch-size", type=positive_option, default=8, metavar="N", help="images per forward pass (default 8)")
     if decodes:
-        group.add_argument("--seed", type=int, default=0, help="generative decoder noise seed: image i of the run uses seed + i (default 0)")
-    group.add_argument("--tile", type=int, default=512, metavar="PX",
-                       help="process images over 1 megapixel in overlapping PX-pixel tiles (default 512; 0: never)")
-    group.add_argument("--tile-overlap", type=int, default=128, metavar="PX", help="tile overlap in pixels (default 128)")
+        group.add_argument("--seed", type=seed_option, default=0,
+                           help=f"generative decoder noise seed, 0..{MAX_SEED_OPTION}: image i of the run uses seed + i (default 0)")
+    group.add_argument("--tile", type=tile_option, default=512, metavar="PX",
+                       help="process images over 1 megapixel in overlapping PX-pixel tiles, at least 2 token cells "
+                       "(default 512; 0: never)")
+    group.add_argument("--tile-overlap", type=count_option, default=128, metavar="PX",
+                       help="tile overlap in pixels, less than half the tile (default 128)")
     group.add_argument("--tile-stats", choices=STATS_MODES, default="image",
                        help="tile normalisation: image (default) uses the whole image's statistics, as untiled processing, "
                        "measured a tile at a time (memory: one tile; extra compute: a partial pass per GroupNorm, about 37 encoder "
@@ -118,7 +183,10 @@ def make_codec(args: argparse.Namespace, *, sized: bool, decodes: bool) -> Codec
         raise WetokError(f"--max-pixels must be 0 (no limit) or positive, got {args.max_pixels}")
     tile = tile_spec(args)
     progress = False if args.no_progress else None
+    device = checked_device(args.device)  # a missing CUDA device is one line before anything loads
     model = load_model(args) if sized or model_given(args) else None
+    if model is not None and tile is not None:
+        check_tile(tile, model.downsample)
     sizing = {"size": args.size, "resize": args.resize, "max_pixels": args.max_pixels or None} if sized else {}
     return Codec(
         model,
@@ -126,21 +194,33 @@ def make_codec(args: argparse.Namespace, *, sized: bool, decodes: bool) -> Codec
         seed=args.seed if decodes else 0,
         batch_size=args.batch_size,
         progress=progress,
-        device=resolve_device(args.device),
+        device=device,
         weights=args.weights,
         trust_pickle=args.trust_pickle,
         **sizing,
     )
 
 
+def check_tile(tile: TileSpec, downsample: int) -> None:
+    """Refuse (one line) a --tile under 2 token cells of a model with downsample factor
+    `downsample`, or an overlap of half the tile or more (`TileSpec.cells`)."""
+    if tile.tile < 2 * downsample:
+        raise WetokError(f"--tile {tile.tile} is smaller than 2 token cells of this model ({2 * downsample} pixels); use 0 to never tile")
+    tile.cells(downsample)
+
+
 def add_image_format(parser: argparse.ArgumentParser) -> None:
     """--image-format: the suffix of images written into an output directory."""
-    parser.add_argument("--image-format", default="png", metavar="EXT", help="image format for directory outputs (default png)")
+    parser.add_argument("--image-format", default="png", type=image_format_option, metavar="EXT",
+                        help="image format for directory outputs: a suffix Pillow writes, such as png, jpg, webp (default png)")
 
 
 def image_suffix(args: argparse.Namespace) -> str:
-    """".png" for --image-format png (or .png)."""
-    return "." + args.image_format.lstrip(".")
+    """".png" for --image-format png (or .png); checked again here for namespaces built by hand."""
+    try:
+        return "." + image_format_option(args.image_format)
+    except argparse.ArgumentTypeError as exc:
+        raise WetokError(f"--image-format: {exc}") from None
 
 
 def run_files(

@@ -1,18 +1,28 @@
 """`wetok train`: the command-line front of `wetok.training.loop.train`.
 
     wetok train --config FILE --data DIR --output RUN_DIR [--steps N] [--ckpt-every K]
-                [--set section.key=value ...] [--resume]
+                [--set section.key=value ...] [--resume [auto]]
 
-Under `torchrun --nproc_per_node=N -m wetok train ...` every process runs this same command.
+Under `torchrun --nproc_per_node=N -m wetok train ...` every process runs this same command;
+under `torchrun --max-restarts N` a restarted job resumes from its latest checkpoint by itself
+(on one node; on several, pass `--resume auto` on every node).
+When another process of the job stops, the others end with one line `wetok train: another
+process stopped (...)` and exit status 2 (`EXIT_PEER`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import sys
 from pathlib import Path
 
 from ..errors import WetokError
 from ..training.config import TrainConfig, load_train_config
+
+EXIT_PEER = 2
+"""The exit status of a process whose peer stopped (as `wetok evaluate`'s)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +37,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "cuda means cuda:LOCAL_RANK (overrides train.device)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set optim.lr=2e-4 (repeatable; values are YAML)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --output from its latest checkpoint")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, type=_resume_mode, metavar="auto",
+                        help="continue the run in --output from its latest checkpoint; --resume auto: when there is one, "
+                        "else start it (for torchrun --max-restarts on several nodes; one node resumes a restart by itself)")
     parser.add_argument("--export", action="store_true",
                         help="only write RUN_DIR/model from the latest checkpoint's EMA weights (no training)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _resume_mode(value: str) -> str:
+    if value != "auto":
+        raise argparse.ArgumentTypeError(f"expected nothing or auto, got {value!r}")
+    return value
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
@@ -69,5 +87,20 @@ def run(args: argparse.Namespace) -> int:
         raise WetokError("--data is required for training")
     if not args.data.exists():
         raise WetokError(f"{args.data}: no such data directory")
-    return train(cfg, args.data, args.output, resume=args.resume, progress=not args.no_progress)
+    _ignore_file_size_signal()
+    from ..distributed import PeerLost
+
+    try:
+        return train(cfg, args.data, args.output, resume=args.resume, progress=not args.no_progress)
+    except PeerLost as exc:  # every surviving process says it once; torchrun then restarts or stops the job
+        print(f"wetok train: {exc}", file=sys.stderr, flush=True)
+        return EXIT_PEER
+
+
+def _ignore_file_size_signal() -> None:
+    """Ignore SIGXFSZ (Python already does at start-up; an embedding program may not), so that a
+    write beyond `ulimit -f` fails with EFBIG, a one-line error, instead of killing the process."""
+    if hasattr(signal, "SIGXFSZ"):
+        with contextlib.suppress(ValueError):  # not the main thread
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 

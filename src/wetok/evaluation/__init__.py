@@ -8,6 +8,7 @@
 from .config import METRICS, EvalConfig, parse_metrics
 from .networks import Networks, load_networks
 from .report import format_table
-from .run import EvalResult, evaluate
+from .run import EvalResult, PeerError, evaluate
 
-__all__ = ["METRICS", "EvalConfig", "EvalResult", "Networks", "evaluate", "format_table", "load_networks", "parse_metrics"]
+__all__ = ["METRICS", "EvalConfig", "EvalResult", "Networks", "PeerError", "evaluate", "format_table", "load_networks",
+           "parse_metrics"]

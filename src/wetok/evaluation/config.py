@@ -18,6 +18,9 @@ METRICS: tuple[str, ...] = ("psnr", "ssim", "lpips_alex", "lpips_vgg", "rfid", "
 """Metric names of the report; `lpips` on the command line means both LPIPS networks."""
 IMAGE_METRICS = ("psnr", "ssim", "lpips_alex", "lpips_vgg")
 """The metrics computed per image and averaged (the others are computed over the whole set)."""
+DEFAULT_TIMEOUT_S = 1800.0
+"""Seconds a process waits for the others (joining, gathering the results) before it gives up."""
+MAX_TIMEOUT_S = 1e8
 
 
 def parse_metrics(names: str | Sequence[str]) -> tuple[str, ...]:
@@ -68,6 +71,10 @@ class EvalConfig:
         num_workers: image-loading worker processes per evaluation process.
         per_image: also put every image's numbers in the report.
         progress: show a progress bar (process 0).
+        timeout_s: under torchrun, the seconds a process waits for the others when joining the
+            process group and when the results are gathered; a process that waits longer (a peer
+            crashed or hangs) raises `PeerError`. It must exceed the difference between the
+            processes' running times. Applies only to a process group `evaluate` starts itself.
     """
 
     data: Path
@@ -86,6 +93,7 @@ class EvalConfig:
     num_workers: int = 0
     per_image: bool = False
     progress: bool = True
+    timeout_s: float = DEFAULT_TIMEOUT_S
 
     def __post_init__(self) -> None:
         for name in ("data", "weights_dir", "fid_stats"):
@@ -99,6 +107,8 @@ class EvalConfig:
             raise WetokError(f"batch size must be positive, got {self.batch_size}")
         if self.uint8 not in ("round", "truncate"):
             raise WetokError(f"uint8 must be 'round' or 'truncate', got {self.uint8!r}")
+        if not 0 < self.timeout_s <= MAX_TIMEOUT_S:  # also NaN
+            raise WetokError(f"timeout must be above 0 and at most {MAX_TIMEOUT_S:.0e} seconds, got {self.timeout_s}")
         if self.pad_multiple is not None and self.pad_multiple <= 0:
             raise WetokError(f"pad multiple must be positive, got {self.pad_multiple}")
         object.__setattr__(self, "baselines", tuple(self.baselines))

@@ -79,11 +79,11 @@ class _ImageSet(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[str, int, Any]:
         try:
             image = np.asarray(read_image(self.files[i]))
+            if self.size is not None:  # the resize is bounded by the pixel limit too (an extreme aspect ratio)
+                return ("ok", i, np.ascontiguousarray(resize_shorter_center_crop(image, self.size, name=str(self.files[i]))))
         except WetokError as exc:
             return ("skip", i, str(exc))
         h, w = image.shape[:2]
-        if self.size is not None:
-            return ("ok", i, np.ascontiguousarray(resize_shorter_center_crop(image, self.size)))
         if self.max_side is not None and max(h, w) > self.max_side:
             return ("skip", i, f"{w}x{h}: a side above {self.max_side} px (original-resolution protocol)")
         if min(h, w) < WIN_SIZE:

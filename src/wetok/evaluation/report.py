@@ -1,10 +1,16 @@
 """The report: the per-image results gathered from every process reduced, in file order, to the
-report dict (as written to report.json) and the comparison grid; and the report as a table."""
+report dict (as written to report.json) and the comparison grid; and the report as a table.
+
+The report is strict JSON: no NaN or Infinity anywhere. A metric that comes out not finite is left
+out and named in `unavailable` with the reason; an identical reconstruction's PSNR (+inf in
+scikit-image) is counted as `run.psnr_ceiling` and noted in `notes`.
+"""
 
 from __future__ import annotations
 
 import math
 import platform
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +20,7 @@ import torch
 from PIL import Image
 
 from .. import __version__
+from ..errors import WetokError
 from ..metrics.fid import GaussianStats, frechet_distance
 from ..metrics.usage import TokenUsage
 from ..tokenizer import Tokenizer
@@ -44,20 +51,73 @@ class _Merged:
     usage: torch.Tensor | None
 
 
-def _merge(gathered: list[dict[str, Any]], num_files: int) -> _Merged:
+def _names(indices: list[int], names: list[str], most: int = 5) -> str:
+    shown = [names[i] if 0 <= i < len(names) else f"#{i}" for i in indices[:most]]
+    return ", ".join(shown) + (f" and {len(indices) - most} more" if len(indices) > most else "")
+
+
+def _merge(gathered: list[dict[str, Any]], names: list[str]) -> _Merged:
+    """Every process's results together, after checking that the processes listed the same files
+    and that each file was evaluated or skipped exactly once (`WetokError` naming those that were not)."""
+    digests = [part.get("files_digest") for part in gathered]
+    differ = [rank for rank, d in enumerate(digests) if d != digests[0]]
+    if differ:
+        raise WetokError(f"process {differ[0]} found other files than process 0 ({len(names)} files); "
+                         "did the folder change while the processes started?")
     merged = _Merged(records={}, skipped=[], grid={}, usage=None)
+    seen: Counter[int] = Counter()
     for part in gathered:
+        seen.update(list(part["records"]))  # the indices (a mapping would add its values)
+        seen.update(i for i, _ in part["skipped"])
         merged.records.update(part["records"])
         merged.skipped.extend(part["skipped"])
         merged.grid.update(part["grid"])
         if part["usage"] is not None:
             merged.usage = part["usage"] if merged.usage is None else merged.usage + part["usage"]
-    assert len(merged.records) + len(merged.skipped) == num_files, "every file is evaluated or skipped exactly once"
+    missing = [i for i in range(len(names)) if seen[i] == 0]
+    doubled = sorted(i for i, n in seen.items() if n > 1 or not 0 <= i < len(names))
+    if missing or doubled:
+        problems = ([f"{len(missing)} never evaluated ({_names(missing, names)})"] if missing else []) + (
+            [f"{len(doubled)} evaluated more than once ({_names(doubled, names)})"] if doubled else [])
+        raise WetokError(f"evaluation did not cover every file exactly once: {'; '.join(problems)}")
     return merged
 
 
 def _mean(values: list[float]) -> float:
+    """The mean in float64 (NaN for no values, or when one is NaN; `_finite` takes those out)."""
     return float(np.mean(np.asarray(values, dtype=np.float64))) if values else float("nan")
+
+
+def _finite(values: dict[str, Any], unavailable: dict[str, str]) -> None:
+    """Move every number of `values` that is not finite (a NaN or an infinity: not JSON) to
+    `unavailable`, with the reason."""
+    for name, value in list(values.items()):
+        if isinstance(value, float) and not math.isfinite(value):
+            del values[name]
+            unavailable[name] = f"came out {value} (not a finite number), so it is left out"
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with every float that is not finite replaced by None (the last guard: strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _psnr_note(records: dict[int, dict[str, Any]], order: list[int], baselines: tuple[str, ...]) -> str | None:
+    """What the report says when reconstructions were identical to their originals (PSNR +inf)."""
+    counts = {name: sum(bool(records[i].get(prefix + "psnr_identical")) for i in order)
+              for name, prefix in [("wetok", ""), *((codec, f"{codec}.") for codec in baselines)]}
+    if not any(counts.values()):
+        return None
+    which = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
+    return (f"psnr: reconstructions identical to their original ({which} of {len(order)} images; `psnr_identical` "
+            "per image) have PSNR +inf in scikit-image; each is counted as the PSNR of the smallest possible error, "
+            "one level in one value: 10 * log10(255**2 * H * W * 3) dB")
 
 
 def _features(gathered: list[dict[str, Any]], name: str) -> np.ndarray | None:
@@ -77,8 +137,10 @@ def _rfid(gathered: list[dict[str, Any]], fid: FidReference, metrics: dict[str, 
         unavailable["rfid"] = "FID needs at least 2 images"
         return reference
     if reference is None:
-        reference = GaussianStats.from_features(_features(gathered, "reference"))
-        assert fid.path is not None and fid.key is not None
+        features = _features(gathered, "reference")
+        if features is None or fid.path is None or fid.key is None:
+            raise RuntimeError("rFID: neither cached statistics nor the originals' features (a wetok bug)")
+        reference = GaussianStats.from_features(features)
         reference.save(fid.path, fid.key)
     metrics["rfid"] = frechet_distance(reference, GaussianStats.from_features(recon))
     return reference
@@ -104,6 +166,10 @@ def _baseline(codec: str, gathered: list[dict[str, Any]], records: dict[int, dic
             entry[name] = _mean([records[i][f"{codec}.{name}"] for i in order])
     if "rfid" in metrics and reference is not None:
         entry["rfid"] = frechet_distance(reference, GaussianStats.from_features(_features(gathered, f"{codec}.reconstruction")))
+    unavailable: dict[str, str] = {}
+    _finite(entry, unavailable)
+    if unavailable:
+        entry["unavailable"] = unavailable
     return entry
 
 
@@ -120,9 +186,20 @@ def build_report(
     gathered: list[dict[str, Any]], model: Tokenizer, config: EvalConfig, nets: Networks, files: list[Path],
     fid: FidReference, pad: int,
 ) -> tuple[dict[str, Any], Image.Image | None]:
-    """The report dict and the comparison grid from every process's payload (process 0)."""
-    merged = _merge(gathered, len(files))
+    """The report dict and the comparison grid from every process's payload (process 0).
+
+    Raises:
+        WetokError: no image could be evaluated (every file skipped: the reasons of the first), or
+            the processes did not cover every file exactly once.
+    """
+    names = [p.relative_to(config.data).as_posix() for p in files]
+    merged = _merge(gathered, names)
     records, order = merged.records, sorted(merged.records)
+    if not order:
+        first = sorted(merged.skipped)[:2]
+        reasons = "; ".join(f"{names[i]}: {' '.join(r.removeprefix(f'{files[i]}: ').split())}" for i, r in first)
+        more = ", ..." if len(merged.skipped) > len(first) else ""
+        raise WetokError(f"{config.data}: no image could be evaluated, all {len(files)} files skipped ({reasons}{more})")
     metrics: dict[str, Any] = {}
     unavailable = dict(nets.unavailable)
     for name in IMAGE_METRICS:
@@ -136,25 +213,29 @@ def build_report(
     if "usage" in config.metrics and merged.usage is not None:
         metrics["usage"] = _usage(model, merged.usage)
     baselines = {codec: _baseline(codec, gathered, records, order, metrics, reference) for codec in config.baselines}
+    _finite(metrics, unavailable)
+    notes = [n for n in [_psnr_note(records, order, config.baselines) if "psnr" in metrics else None] if n]
 
     report: dict[str, Any] = {
         "wetok_version": __version__,
         "metrics": metrics,
         "bpp": _mean([records[i]["bpp"] for i in order]),
         "num_images": len(order),
-        "skipped": [{"path": files[i].relative_to(config.data).as_posix(), "reason": r} for i, r in sorted(merged.skipped)],
+        "skipped": [{"path": names[i], "reason": r} for i, r in sorted(merged.skipped)],
         "unavailable": unavailable,
         "protocol": config.protocol(pad),
         "dataset": {**dataset_summary(config.data, files), "limit": config.limit},
         "versions": _versions(),
     }
+    if notes:
+        report["notes"] = notes
     if fid_info is not None:
         report["fid_statistics"] = fid_info
     if baselines:
         report["baselines"] = baselines
     if config.per_image:
-        report["per_image"] = [{"path": files[i].relative_to(config.data).as_posix(), **records[i]} for i in order]
-    return report, _grid(merged.grid, config)
+        report["per_image"] = [{"path": names[i], **records[i]} for i in order]
+    return _json_safe(report), _grid(merged.grid, config)
 
 
 def add_run_facts(report: dict[str, Any], model: Tokenizer, model_source: str | None, world: int,
@@ -228,4 +309,5 @@ def format_table(report: dict[str, Any]) -> str:
                  f"{'original resolution' if res == 'original' else f'{res}x{res} centre crop'}")
     if report.get("unavailable"):
         lines.append(f"not computed: {', '.join(report['unavailable'])} (reasons in the report's `unavailable`)")
+    lines.extend(f"note: {note}" for note in report.get("notes", []))
     return "\n".join(lines)

@@ -22,13 +22,24 @@ Exactly once: the sorted file list is cut into batches of `batch_size` consecuti
 process r of W takes batches r, r+W, r+2W, ... (`data._shard`): no image is repeated or dropped,
 and every batch holds the same images whatever W is, so one and many processes compute identical
 numbers (the generative decoder's noise is seeded per image). Per-image results are gathered on
-process 0 and reduced in file order (`report.build_report`).
+process 0 and reduced in file order (`report.build_report`), which checks that every file was
+evaluated or skipped exactly once and raises `WetokError` naming the files missing or doubled.
+
+Faults: every process waits at most `EvalConfig.timeout_s` for the others (joining the group,
+gathering the results, receiving the report); past it, or when a peer's connection breaks, it
+raises `PeerError` ("another process stopped (...)"). An error process 0 finds while building the
+report (no image evaluated, files missing or doubled) is sent to every process and raised there.
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import math
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +49,7 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 
-from ..distributed import join_process_group, leave_process_group, resolve_device
+from ..distributed import PeerLost, join_process_group, leave_process_group, peer_failure, resolve_device
 from ..errors import WetokError
 from ..images import crop, pad_to_multiple, to_tensor, to_uint8_tensor
 from ..metrics.fid import GaussianStats, stats_key
@@ -50,6 +61,18 @@ from .config import EvalConfig, default_fid_cache_dir
 from .data import _ImageSet, _shard, describe_files, list_evaluation_images
 from .networks import Networks, load_networks
 from .report import FidReference, add_run_facts, build_report
+
+
+class PeerError(PeerLost):
+    """Another process of a torchrun evaluation stopped, or stopped answering within the timeout:
+    the collective this process waited in failed (a `wetok.distributed.PeerLost`, a `WetokError`)."""
+
+
+def psnr_ceiling(values: int) -> float:
+    """The PSNR (dB) of identical uint8 images of `values` numbers (H * W * C), where scikit-image
+    gives +inf: that of the smallest error uint8 allows, one level in one value,
+    10 * log10(255**2 * values); above every finite PSNR an image of that size can have."""
+    return 10 * math.log10(255**2 * values)
 
 
 @dataclass
@@ -101,7 +124,8 @@ class _Accumulator:
         ref_u8 = torch.from_numpy(originals).to(device) if config.uint8 == "round" else to_uint8_tensor(x, "truncate")
         values = self._image_metrics("", indices, x, ref_u8, recon)
         for k, i in enumerate(indices):
-            self.records[i] = {"bpp": bpp, **{name: float(v[k]) for name, v in values.items()}}
+            self.records[i] = {"bpp": bpp}
+            _put(self.records[i], values, k)
         if self.need_ref_features and self.nets.inception is not None:
             self._keep_features("reference", indices, self.nets.inception(x))
         rows: dict[int, list[np.ndarray]] = {}
@@ -119,9 +143,9 @@ class _Accumulator:
                 if i in rows:
                     rows[i].append(result.image)
             codec_images = to_tensor(np.stack(decoded)).to(device)
-            for name, v in self._image_metrics(f"{codec}.", indices, x, ref_u8, codec_images).items():
-                for k, i in enumerate(indices):
-                    self.records[i][name] = float(v[k])
+            codec_values = self._image_metrics(f"{codec}.", indices, x, ref_u8, codec_images)
+            for k, i in enumerate(indices):
+                _put(self.records[i], codec_values, k)
         for i, row in rows.items():
             self.grid[i] = row
 
@@ -129,11 +153,15 @@ class _Accumulator:
         self, prefix: str, indices: list[int], x: torch.Tensor, ref_u8: torch.Tensor, test: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Per-image metrics (name -> (B,) CPU tensor) of float `test` (B, 3, H, W) against the
-        originals `x` (float) / `ref_u8` (uint8); Inception features of `test` are kept."""
+        originals `x` (float) / `ref_u8` (uint8); Inception features of `test` are kept. An
+        identical reconstruction's PSNR (+inf) becomes `psnr_ceiling` (flag `psnr_identical`)."""
         metrics, nets, out = self.config.metrics, self.nets, {}
         test_u8 = to_uint8_tensor(test, self.config.uint8)
         if "psnr" in metrics:
-            out[prefix + "psnr"] = psnr(ref_u8, test_u8).cpu()
+            values = psnr(ref_u8, test_u8).cpu()
+            identical = torch.isposinf(values)
+            out[prefix + "psnr"] = torch.where(identical, psnr_ceiling(ref_u8[0].numel()), values)
+            out[prefix + "psnr_identical"] = identical
         if "ssim" in metrics:
             out[prefix + "ssim"] = ssim(ref_u8, test_u8).cpu()
         for name in ("lpips_alex", "lpips_vgg"):
@@ -159,31 +187,72 @@ class _Accumulator:
         }
 
 
+def _put(record: dict[str, Any], values: dict[str, torch.Tensor], k: int) -> None:
+    """Image k's numbers into its record (Python floats; `*psnr_identical` only where true)."""
+    for name, v in values.items():
+        value = v[k].item()
+        if not name.endswith("psnr_identical"):
+            record[name] = float(value)
+        elif value:
+            record[name] = True
+
+
 # ---- distributed plumbing -----------------------------------------------------------------------
-def _init_distributed(device: torch.device) -> tuple[int, int, bool]:
+@contextmanager
+def _collective(what: str) -> Iterator[None]:
+    """Turn the failure of a collective because another process stopped (a timeout, a broken
+    connection: `wetok.distributed.peer_failure`) into a one-line `PeerError`; any other error
+    (out of memory, say) passes unchanged."""
+    try:
+        yield
+    except RuntimeError as exc:
+        cause = peer_failure(exc)
+        if cause is None:
+            raise
+        raise PeerError(f"another process stopped ({what}: {cause})") from exc
+
+
+def _init_distributed(device: torch.device, timeout_s: float) -> tuple[int, int, bool]:
     """(rank, world size, whether this call started the process group): under torchrun a group is
-    joined (`wetok.distributed.join_process_group`); a group the caller started is used as it is."""
-    started = join_process_group(device)
+    joined (`wetok.distributed.join_process_group`, waiting at most `timeout_s` for the others at
+    every collective); a group the caller started is used as it is."""
+    with _collective("joining the process group"):
+        started = join_process_group(device, timeout=datetime.timedelta(seconds=timeout_s))
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size(), started
     return 0, 1, started
+
+
+def _leave(finished: bool) -> None:
+    """Leave the group this evaluation started. A peer lost at the final barrier changes nothing
+    (every process already holds the complete report): the group is torn down all the same."""
+    try:
+        leave_process_group(synchronize=finished)
+    except RuntimeError:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _gather(payload: dict[str, Any], rank: int, world: int) -> list[dict[str, Any]] | None:
     if world == 1:
         return [payload]
     out: list[Any] = [None] * world if rank == 0 else []
-    dist.gather_object(payload, out if rank == 0 else None, dst=0)
+    with _collective("gathering the results on process 0"):
+        dist.gather_object(payload, out if rank == 0 else None, dst=0)
     return out if rank == 0 else None
 
 
-def _broadcast(report: dict[str, Any] | None, world: int) -> dict[str, Any]:
-    if world == 1:
-        assert report is not None
-        return report
-    box = [report]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+def _broadcast(outcome: dict[str, Any] | str | None, world: int) -> dict[str, Any]:
+    """Process 0's outcome to every process: the report, or the message of the `WetokError` it
+    raised building it (raised again on every process)."""
+    if world > 1:
+        box = [outcome]
+        with _collective("waiting for the report from process 0"):
+            dist.broadcast_object_list(box, src=0)
+        outcome = box[0]
+    if not isinstance(outcome, dict):
+        raise WetokError(str(outcome))
+    return outcome
 
 
 # ---- the driver -------------------------------------------------------------------------------
@@ -203,11 +272,14 @@ def evaluate(
     files, and a metric whose file is missing is reported as unavailable.
 
     Raises:
-        WetokError: bad data folder, settings, or an unusable FID statistics file.
+        WetokError: bad data folder, settings, an unusable FID statistics file, no image that could
+            be evaluated, or processes that did not cover every file exactly once.
+        PeerError: (a `WetokError`) under torchrun, another process stopped or did not answer
+            within `config.timeout_s`.
     """
     start = time.perf_counter()
     device = resolve_device(device)
-    rank, world, started = _init_distributed(device)
+    rank, world, started = _init_distributed(device, config.timeout_s)
     finished = False
     try:
         result = _evaluate(model, config, networks, device, rank, world, model_source, start)
@@ -215,7 +287,7 @@ def evaluate(
         return result
     finally:
         if started:
-            leave_process_group(synchronize=finished)
+            _leave(finished)
 
 
 def _fid_reference(config: EvalConfig, files: list[Path], nets: Networks) -> FidReference:
@@ -253,6 +325,8 @@ def _evaluate(
     fid = _fid_reference(config, files, nets)
 
     acc = _Accumulator(model, config, nets, need_ref_features=fid.stats is None, pad=pad)
+    names = "\n".join(p.relative_to(config.data).as_posix() for p in files)
+    files_digest = hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()
     batches = _shard(len(files), config.batch_size, rank, world)
     loader = torch.utils.data.DataLoader(
         _ImageSet(files, config.size, config.max_side), batch_sampler=batches,
@@ -263,10 +337,16 @@ def _evaluate(
     for items in tqdm(loader, total=len(batches), desc="evaluate", unit="batch", disable=rank != 0 or not config.progress):
         acc.add(items)
 
-    gathered = _gather(acc.payload(), rank, world)
-    report, grid = None, None
-    if rank == 0:
-        assert gathered is not None
-        report, grid = build_report(gathered, model, config, nets, files, fid, pad)
-        add_run_facts(report, model, model_source, world, device, time.perf_counter() - start)
-    return EvalResult(report=_broadcast(report, world), grid=grid)
+    gathered = _gather({**acc.payload(), "files_digest": files_digest}, rank, world)
+    outcome: dict[str, Any] | str | None = None
+    grid = None
+    if gathered is not None:  # process 0
+        try:
+            report, grid = build_report(gathered, model, config, nets, files, fid, pad)
+            add_run_facts(report, model, model_source, world, device, time.perf_counter() - start)
+            outcome = report
+        except WetokError as exc:
+            if world == 1:
+                raise
+            outcome = str(exc)
+    return EvalResult(report=_broadcast(outcome, world), grid=grid)

@@ -84,7 +84,12 @@ class GroupLFQ(nn.Module):
         self.codebook_weight = codebook_weight
         self.temperature = temperature
         self.per_group_codebook_entropy = per_group_codebook_entropy
-        self.register_buffer("bit_values", 2 ** torch.arange(self.bits), persistent=False)
+
+    def bit_values(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """int64 (b,): 2**i for bit i, on `device`. Computed on demand rather than held as a
+        buffer, so that a quantizer built on the meta device (a model checked against a weight
+        file before any memory is allocated) holds nothing that the file does not restore."""
+        return 2 ** torch.arange(self.bits, device=device)
 
     @property
     def codebook_size(self) -> int:
@@ -100,7 +105,7 @@ class GroupLFQ(nn.Module):
         if codes.dim() != 4 or codes.shape[1] != self.channels:
             raise WetokError(f"expected codes of shape (B, {self.channels}, h, w), got {tuple(codes.shape)}")
         bits = (codes > 0).permute(0, 2, 3, 1).reshape(*codes.shape[:1], *codes.shape[2:], self.groups, self.bits)
-        return (bits.long() * self.bit_values.to(codes.device)).sum(dim=-1)
+        return (bits.long() * self.bit_values(codes.device)).sum(dim=-1)
 
     def tokens_to_codes(self, tokens: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Tokens to signs: integer (B, h, w, G) in [0, 2**b) -> `dtype` (B, C, h, w) in {-1, +1}."""
@@ -113,7 +118,7 @@ class GroupLFQ(nn.Module):
                 f"tokens out of range: found values in [{int(tokens.min())}, {int(tokens.max())}], "
                 f"expected [0, {self.codebook_size - 1}] for {self.bits} bits per group"
             )
-        bits = (tokens.long()[..., None] // self.bit_values.to(tokens.device)) % 2
+        bits = (tokens.long()[..., None] // self.bit_values(tokens.device)) % 2
         codes = bits.to(dtype) * 2 - 1
         b, h, w = tokens.shape[:3]
         return codes.reshape(b, h, w, self.channels).permute(0, 3, 1, 2).contiguous()
@@ -144,7 +149,7 @@ class GroupLFQ(nn.Module):
     def codebook(self, device: torch.device | None = None) -> torch.Tensor:
         """Every code of one group: float32 (2**b, b) in {-1, +1}; row j is the code of token j."""
         tokens = torch.arange(self.codebook_size, device=device)
-        return ((tokens[:, None] // self.bit_values.to(device)) % 2).float() * 2 - 1
+        return ((tokens[:, None] // self.bit_values(device)) % 2).float() * 2 - 1
 
     def entropies(self, grouped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean per-sample entropy and codebook entropy (nats) of the soft code assignment.

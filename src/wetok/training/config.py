@@ -127,6 +127,7 @@ class TrainSection:
     ckpt_every: int = 1000  # write a checkpoint every this many steps (and at the end)
     ckpt_minutes: float | None = None  # also write one when this many minutes passed since the last
     keep_checkpoints: int = 3  # newest training checkpoints kept
+    timeout_minutes: float = 10.0  # under torchrun: how long a process waits for the others at a collective
     log_every: int = 10  # TensorBoard scalars every this many steps
     image_every: int = 500  # reconstruction grid every this many steps
 
@@ -252,6 +253,7 @@ def _validate(cfg: TrainConfig) -> None:
         (t.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {t.device!r}"),
         (t.ckpt_every > 0, "train.ckpt_every must be positive"),
         (t.keep_checkpoints > 0, "train.keep_checkpoints must be positive"),
+        (0 < t.timeout_minutes <= 1e6, f"train.timeout_minutes must be above 0 and at most 1e6, got {t.timeout_minutes}"),
         (t.log_every > 0 and t.image_every > 0, "train.log_every and train.image_every must be positive"),
         (d.layout in ("auto", "folder", "imagenet", "coco", "tar"), f"data.layout must be auto, folder, imagenet, coco or tar, got {d.layout!r}"),
         (d.size > 0 and d.batch_size > 0 and d.workers >= 0 and d.cache_mb >= 0,

@@ -85,6 +85,10 @@ class RandomCrop:
 
     resize: shorter side before cropping (None keeps the image, but never below `size`);
     random_scale: (lo, hi) multiplies `resize` by a uniform factor per sample.
+
+    A resize whose result would exceed the decompression-bomb limit (`images.DEFAULT_MAX_PIXELS`:
+    an extreme aspect ratio such as 12000 x 1) raises `WetokError`, so that the sample is skipped
+    like an unreadable file instead of allocating gigabytes.
     """
 
     size: int
@@ -92,7 +96,8 @@ class RandomCrop:
     random_scale: tuple[float, float] | None = None
     flip: bool = True
 
-    def __call__(self, image: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, image: np.ndarray, generator: torch.Generator, name: str = "image") -> torch.Tensor:
+        """`name` (the file) is what a refusal names."""
         rand = torch.rand(4, generator=generator).tolist()
         target = self.resize if self.resize is not None else min(image.shape[:2])
         if self.random_scale is not None and self.resize is not None:
@@ -100,7 +105,7 @@ class RandomCrop:
             target = round(target * (lo + (hi - lo) * rand[0]))
         target = max(target, self.size)
         if min(image.shape[:2]) != target:
-            image = resize_shorter_side(image, target)
+            image = resize_shorter_side(image, target, name=name)
         h, w = image.shape[:2]
         top = int(rand[1] * (h - self.size + 1))
         left = int(rand[2] * (w - self.size + 1))
@@ -141,7 +146,7 @@ class ImageFiles(Dataset):
             position = (index + attempt) % len(self.files)
             try:
                 image = self._decoded(position)
-                return {"image": self.transform(image, generator), "skipped": attempt}
+                return {"image": self.transform(image, generator, str(self.files[position])), "skipped": attempt}
             except WetokError as exc:
                 log.warning("skipping unreadable image: %s", exc)
         raise WetokError(f"{MAX_CONSECUTIVE_FAILURES} unreadable images in a row near {self.files[index]}: check the data")
@@ -211,12 +216,13 @@ class TarShards(IterableDataset):
                     position += 1
                     generator = torch.Generator().manual_seed(sample_seed(self.seed + self.start, epoch, position * workers + worker))
                     try:
-                        image = np.asarray(decode_image(data, f"{shard}:{member_i}"))
-                    except WetokError as exc:
+                        name = f"{shard}:{member_i}"
+                        sample = self.transform(np.asarray(decode_image(data, name)), generator, name)
+                    except WetokError as exc:  # unreadable, or a resize beyond the pixel limit
                         log.warning("skipping unreadable image: %s", exc)
                         skipped += 1
                         continue
-                    yield {"image": self.transform(image, generator), "skipped": skipped}
+                    yield {"image": sample, "skipped": skipped}
                     skipped = 0
             epoch += 1
 
@@ -255,19 +261,24 @@ def training_batches(
 ) -> tuple[Iterator[tuple[torch.Tensor, int]], int]:
     """An endless iterator of (images float32 (batch_size, 3, S, S) in [-1, 1], unreadable count),
     starting at this rank's micro-batch `start_batch`, and the number of source files/shards.
+    Nothing here draws from the global RNG: folder layouts give exactly the batches an
+    uninterrupted run would have from that point on; tar shards a fresh stream (statistical).
 
     cache_mb: folder layouts keep up to this many MiB of decoded images in memory (per process)."""
     kind, sources = resolve_source(root, layout, split)
+    # the loader's own generator (its workers' base seed): starting the iterator must not draw
+    # from the global RNG, whose state a resumed run has just restored
+    generator = torch.Generator().manual_seed(sample_seed(seed, rank + 1, start_batch))
     dataset: Dataset
     if kind == "tar":
         dataset = TarShards(sources, transform, rank=rank, world=world, seed=seed, start=start_batch)
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate, drop_last=True,
-                            persistent_workers=False)
+                            persistent_workers=False, generator=generator)
     else:
         dataset = ImageFiles(sources, transform, cache_mb=cache_mb)
         sampler = EpochSampler(len(dataset), rank=rank, world=world, seed=seed, start=start_batch * batch_size)
         loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=_collate,
-                            drop_last=True)
+                            drop_last=True, generator=generator)
     return iter(loader), len(sources)
 
 

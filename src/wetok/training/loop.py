@@ -6,6 +6,12 @@ One process, or one per device under torchrun (DistributedDataParallel; gloo on 
 GPU). Each optimizer step: `grad_accum` micro-batches through the tokenizer (generator loss),
 then, once the GAN has started, the same micro-batches' reconstructions through the
 discriminator (hinge + LeCAM). Rank 0 writes checkpoints, logs, grids and the final model.
+
+Randomness: the weights from `train.seed`; data order and augmentation from per-sample seeds
+(`data.py`); the generative decoder's noise from (seed, rank, step, micro-batch)
+(`decoder_noise`); nothing else draws from the global RNG, whose per-rank state a checkpoint
+still saves and a resumed run restores last. So a resumed run, or a torchrun restart (which
+resumes by itself), continues exactly as the uninterrupted run would have, on CPU.
 """
 
 from __future__ import annotations
@@ -27,10 +33,13 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..distributed import (
     Distributed,
+    PeerLost,
     all_reduce_max,
     all_reduce_mean,
     gather_objects,
     init_distributed,
+    peer_failure,
+    restart_count,
     shutdown,
 )
 from ..errors import ConfigError, WeightsNotFoundError, WetokError
@@ -38,7 +47,7 @@ from ..files import atomic_write
 from ..losses import LeCAM, PatchDiscriminator
 from ..tokenizer import Tokenizer
 from .config import TrainConfig
-from .data import RandomCrop, evaluation_images, training_batches
+from .data import RandomCrop, evaluation_images, sample_seed, training_batches
 from .ema import EMA
 from .initial import load_initial_weights
 from .objective import discriminator_terms, generator_terms
@@ -150,8 +159,8 @@ def checkpoint_payload(cfg: TrainConfig, parts: Parts, info: Distributed) -> dic
     }
 
 
-def restore(parts: Parts, state: dict[str, Any], info: Distributed) -> None:
-    """Load a checkpoint into `parts` and this rank's RNG state (if the world size is unchanged)."""
+def restore(parts: Parts, state: dict[str, Any], info: Distributed, *, rng: bool = True) -> None:
+    """Load a checkpoint into `parts` and (with `rng`) this rank's RNG state (`restore_rng`)."""
     parts.model.load_state_dict(state["model"])
     parts.ema.load_state_dict(state["ema"])
     parts.discriminator.load_state_dict(state["discriminator"])
@@ -159,11 +168,29 @@ def restore(parts: Parts, state: dict[str, Any], info: Distributed) -> None:
     parts.optimizer.load_state_dict(state["optimizer"])
     parts.disc_optimizer.load_state_dict(state["disc_optimizer"])
     parts.scaler.load_state_dict(state["scaler"])
+    if rng:
+        restore_rng(state, info)
+
+
+def restore_rng(state: dict[str, Any], info: Distributed) -> None:
+    """This rank's global RNG state from a checkpoint (if the world size is unchanged)."""
     if len(state["rng"]) == info.world:
         rng = state["rng"][info.rank]
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and info.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], info.device)
+
+
+def decoder_noise(cfg: TrainConfig, model: Tokenizer, images: torch.Tensor, rank: int, step: int, micro: int) -> torch.Tensor | None:
+    """The generative decoder's noise for micro-batch `micro` of optimizer step `step` on `rank`:
+    standard normal of the latent's shape, from a CPU generator seeded by (train.seed, rank, step,
+    micro), so that it depends on nothing a resume could shift. None for the plain decoder."""
+    if not model.config.generative:
+        return None
+    f = model.downsample
+    shape = (images.shape[0], model.config.latent_channels, images.shape[2] // f, images.shape[3] // f)
+    seed = sample_seed(cfg.train.seed + 0x5EED, step * cfg.optim.grad_accum + micro, rank)
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(images.device)
 
 
 class StopRequest:
@@ -216,15 +243,21 @@ def _optimizer_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimiz
     return norm
 
 
-def _resolve_resume(run_dir: Path, resume: bool, info: Distributed) -> dict[str, Any] | None:
-    """The checkpoint to continue from (None for a fresh run); a fresh run refuses a used RUN_DIR."""
-    if not resume:
+def _resolve_resume(run_dir: Path, resume: bool | str, info: Distributed) -> dict[str, Any] | None:
+    """The checkpoint to continue from (None for a fresh run); a fresh run refuses a used RUN_DIR.
+    `resume="auto"` (a torchrun restart): the latest checkpoint when there is one, else a fresh run."""
+    if resume == "auto":
+        found = latest_checkpoint(run_dir)
+        if found is None:
+            return None
+    elif not resume:
         if list_checkpoints(run_dir):
             raise WetokError(f"{run_dir} already holds a run's checkpoints: pass --resume to continue it, or choose another --output")
         return None
-    found = latest_checkpoint(run_dir)
-    if found is None:
-        raise WetokError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    else:
+        found = latest_checkpoint(run_dir)
+        if found is None:
+            raise WetokError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
     if info.main:
         for path in set_aside_newer(run_dir, int(found[1]["step"])):
             print(f"wetok train: unreadable checkpoint set aside as {path}")
@@ -246,23 +279,40 @@ def export_latest(run_dir: str | Path, destination: str | Path | None = None) ->
     return model.save(Path(destination) if destination is not None else run_dir / EXPORT_DIR)
 
 
-def train(cfg: TrainConfig, data: str | Path, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> int:
+def train(cfg: TrainConfig, data: str | Path, run_dir: str | Path, *, resume: bool | str = False, progress: bool = True) -> int:
     """Run (or continue) training; returns 0 when finished, 128 + signal when interrupted.
 
-    Raises `WetokError` for user errors and `TrainingDiverged` for NaN/inf losses.
+    `resume`: False (a fresh run; a RUN_DIR with checkpoints is refused), True (continue from
+    the latest checkpoint), or "auto" (the latest checkpoint when there is one, else a fresh
+    run). A torchrun restart (TORCHELASTIC_RESTART_COUNT > 0, `torchrun --max-restarts N`)
+    means "auto": the run resumes by itself (or starts over when the failed attempt wrote no
+    checkpoint). On several nodes a healthy node's workers are restarted with the count 0: pass
+    "auto" there (`--resume auto`).
+
+    Raises `WetokError` for user errors, `TrainingDiverged` for NaN/inf losses,
+    `CheckpointWriteError` when a checkpoint cannot be written (the older ones are kept), and
+    `PeerLost` when another process of the job stopped (a broken connection, or no answer within
+    `train.timeout_minutes`).
     """
+    if resume not in (False, True, "auto"):
+        raise WetokError(f"resume must be False, True or 'auto', got {resume!r}")
     run_dir = Path(run_dir)
-    info = init_distributed(cfg.train.device)
-    finished = False
+    info = init_distributed(cfg.train.device, timeout_minutes=cfg.train.timeout_minutes)
+    mode: bool | str = "auto" if restart_count() and not resume else resume
     try:
-        status = _train(cfg, Path(data), run_dir, resume, info, progress)
-        finished = True
+        status = _train(cfg, Path(data), run_dir, mode, info, progress)
+        shutdown(info, synchronize=True)  # after a normal end rank 0 may still be exporting
         return status
-    finally:
-        shutdown(info, synchronize=finished)  # after a normal end rank 0 may still be exporting
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            shutdown(info, synchronize=False)  # a peer may never arrive at a barrier
+        cause = peer_failure(exc) if info.enabled else None
+        if cause is None:
+            raise
+        raise PeerLost(f"another process stopped ({cause}); the last checkpoint is kept") from None
 
 
-def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Distributed, progress: bool) -> int:
+def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool | str, info: Distributed, progress: bool) -> int:
     """The run on this process: set up, one optimizer step at a time until the last step or a
     stop request, then finish (export, close the logs)."""
     run = _prepare_run(cfg, data, run_dir, resume, info, progress)
@@ -303,15 +353,15 @@ class _Run:
 
 
 # ---- before the first step ------------------------------------------------------------------------
-def _prepare_run(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info: Distributed, progress: bool) -> _Run:
-    """Everything before the first step, in an order that fixes the RNG streams (a resumed run
-    relies on it): the starting point (`_build_models`), the DDP wrappers, RUN_DIR/config.yaml
-    and the log header, then the data, the reporter and the progress bar."""
+def _prepare_run(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool | str, info: Distributed, progress: bool) -> _Run:
+    """Everything before the first step: the starting point (`_build_models`), the DDP wrappers,
+    RUN_DIR/config.yaml and the log header, then the data, the reporter and the progress bar;
+    last the global RNG (`_seed_global_rng`), so that nothing built here can shift it."""
     t, optim = cfg.train, cfg.optim
     if t.threads is not None:
         torch.set_num_threads(t.threads)
     say = print if info.main else (lambda *a, **k: None)
-    parts, perceptual, start, notes = _build_models(cfg, run_dir, resume, info)
+    parts, perceptual, start, rng, notes = _build_models(cfg, run_dir, resume, info)
     if start >= t.steps:
         say(f"wetok train: the run is already at step {start} of {t.steps}; nothing to do (raise --steps to continue)")
     wrapped_model: nn.Module = parts.model
@@ -325,7 +375,10 @@ def _prepare_run(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise WetokError(f"{run_dir}: cannot create the run directory ({exc.strerror or exc})") from None
-        atomic_write(run_dir / "config.yaml", lambda tmp: tmp.write_text(cfg.to_yaml()))
+        try:
+            atomic_write(run_dir / "config.yaml", lambda tmp: tmp.write_text(cfg.to_yaml()))
+        except OSError as exc:
+            raise WetokError(f"{run_dir / 'config.yaml'}: cannot write: {exc.strerror or exc}") from None
     model = parts.model
     say(f"wetok train: {model.config.describe()}; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
     say(f"wetok train: stage {t.stage}, {info.world} process(es) on {info.device}, batch {cfg.data.batch_size} x {optim.grad_accum} "
@@ -333,7 +386,8 @@ def _prepare_run(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info
     for note in notes:
         say(f"wetok train: {note}")
     batches, heldout = _build_data(cfg, data, start, info, say)
-    reporter = Reporter(run_dir, resumed_at=start) if info.main else None
+    # a resumed run (or a torchrun restart that found no checkpoint yet) drops what was logged after `start`
+    reporter = Reporter(run_dir, resumed_at=start if rng is not None or resume == "auto" else None) if info.main else None
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
     run = _Run(
         cfg=cfg, info=info, run_dir=run_dir, parts=parts, wrapped_model=wrapped_model, wrapped_disc=wrapped_disc,
@@ -344,28 +398,42 @@ def _prepare_run(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, info
     )
     run.bar = _progress_bar(cfg, start, info, progress)
     run.window_start = time.monotonic()
+    _seed_global_rng(cfg, info, rng)
     return run
 
 
-def _build_models(cfg: TrainConfig, run_dir: Path, resume: bool, info: Distributed) -> tuple[Parts, nn.Module | None, int, list[str]]:
-    """The starting point: the parts (random, `init.checkpoint`, or the resumed checkpoint with its
-    RNG state; a fresh run then seeds this rank's own stream), the LPIPS network, the starting
-    step and the notes for the log."""
+def _seed_global_rng(cfg: TrainConfig, info: Distributed, rng: dict[str, Any] | None) -> None:
+    """The global RNG as the first step finds it: the resumed checkpoint's state of this rank, or
+    this rank's own stream (seed + 1000 x rank) for a fresh run. Training draws nothing from it
+    (see the module's docstring); set last, so that whatever ever draws from it resumes exactly too."""
+    if rng is not None:
+        restore_rng(rng, info)
+    else:
+        torch.manual_seed(cfg.train.seed + 1000 * info.rank)
+
+
+def _build_models(
+    cfg: TrainConfig, run_dir: Path, resume: bool | str, info: Distributed
+) -> tuple[Parts, nn.Module | None, int, dict[str, Any] | None, list[str]]:
+    """The starting point: the parts (random, `init.checkpoint`, or the resumed checkpoint), the
+    LPIPS network, the starting step, the checkpoint's RNG states (None for a fresh run; applied
+    once everything is built) and the notes for the log."""
     resumed = _resolve_resume(run_dir, resume, info)
     parts, notes = build_parts(cfg, info.device, load_initial=resumed is None)
     if cfg.data.size % parts.model.downsample:
         raise ConfigError(f"data.size {cfg.data.size} is not a multiple of the downsample factor {parts.model.downsample}")
     start = 0
+    restarted = f"torchrun restart {restart_count()}: " if resume == "auto" and restart_count() else ""
     if resumed is not None:
-        restore(parts, resumed, info)
+        restore(parts, resumed, info, rng=False)
         start = int(resumed["step"])
-        notes.append(f"resumed at step {start}")
-    else:
-        torch.manual_seed(cfg.train.seed + 1000 * info.rank)  # per-rank stream (noise) from here on
+        notes.append(f"{restarted}resumed at step {start}")
+    elif resume == "auto":
+        notes.append(f"{restarted}no checkpoint yet, starting the run")
     perceptual = build_perceptual(cfg, info.device)
     if perceptual is None:
         notes.append("perceptual (LPIPS) loss off: loss.perceptual_weight is 0")
-    return parts, perceptual, start, notes
+    return parts, perceptual, start, None if resumed is None else {"rng": resumed["rng"]}, notes
 
 
 def _build_data(
@@ -454,8 +522,9 @@ def _generator_step(
         run.skipped += skipped
         images = images.to(info.device, non_blocking=True)
         sync = i == accum - 1 or not info.enabled
+        noise = decoder_noise(cfg, model, images, info.rank, step, i)
         with (contextlib.nullcontext() if sync else run.wrapped_model.no_sync()), run.autocast():
-            out = run.wrapped_model(images)
+            out = run.wrapped_model(images, noise=noise)
             terms = generator_terms(
                 images, out, lo, stage=cfg.train.stage, perceptual=run.perceptual,
                 discriminator=parts.discriminator if gan_on else None,

@@ -62,7 +62,8 @@ def generator_terms(
         total = total + weight * parts["gan"]
     if stage == 1:
         q = out.quantizer
-        assert q.entropy_loss is not None and q.commitment_loss is not None, "quantizer must be in training mode"
+        if q.entropy_loss is None or q.commitment_loss is None:
+            raise RuntimeError("stage-1 objective: the quantizer gave no entropy or commitment loss (it must be in training mode)")
         parts["entropy"] = q.entropy_loss
         parts["sample_entropy"] = q.sample_entropy  # type: ignore[assignment]
         parts["codebook_entropy"] = q.codebook_entropy  # type: ignore[assignment]

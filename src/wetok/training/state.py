@@ -7,13 +7,14 @@ discriminator, LeCAM averages, both optimizers, the gradient scaler and every ra
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, WetokError
 from ..files import atomic_write
 from ..weights import read_torch_file
 
@@ -40,18 +41,67 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+class CheckpointWriteError(WetokError):
+    """A checkpoint could not be written (a full disk, a file-size limit, ...): the message names
+    the file and the cause; the temporary file is gone and the older checkpoints are kept."""
+
+
 def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int) -> Path:
-    """Write `payload` as the checkpoint of `step` (temporary file + rename), then delete all but
-    the newest `keep` checkpoints."""
+    """Write `payload` as the checkpoint of `step` (temporary file, flushed to disk, then renamed),
+    then delete all but the newest `keep` checkpoints. A write that fails (ENOSPC, EFBIG from
+    `ulimit -f`, torch's zip writer giving up) is `CheckpointWriteError`, before anything is pruned."""
     path = checkpoint_path(run_dir, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(".step-*.tmp"):  # left by a process killed while writing
-        stale.unlink(missing_ok=True)
     payload = {"format": TRAIN_FORMAT, "version": TRAIN_FORMAT_VERSION, "step": step, **payload}
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(".step-*.tmp"):  # left by a process killed while writing
+            stale.unlink(missing_ok=True)
+        atomic_write(path, lambda tmp: _write_torch_file(payload, tmp))
+    except (OSError, RuntimeError) as exc:
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        raise CheckpointWriteError(f"{path}: cannot write checkpoint: {cause}") from None
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
+
+
+class _RecordingWriter:
+    """A binary file for `torch.save` that keeps the first `OSError` of a write: torch's zip
+    writer reports a failed write only as "[enforce fail at inline_container.cc] ...", without
+    the cause (No space left on device, File too large)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _write_torch_file(payload: dict[str, Any], path: Path) -> None:
+    """`torch.save(payload)` into `path`, flushed and fsync'ed; a failed write raises its `OSError`."""
+    with path.open("wb") as handle:
+        writer = _RecordingWriter(handle)
+        try:
+            torch.save(payload, writer)
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None
+            raise
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def is_training_checkpoint(obj: object) -> bool:
