@@ -180,10 +180,10 @@ def test_trust_pickle_never_applies_to_a_model_a_token_file_names(tmp_path, caps
         doc = json.loads(write_tokens(folder / "t.json", _tokens_of(model)).read_text())
         path = folder / "t.json"
         path.write_text(json.dumps({k: doc[k] for k in ("wetok", "image_size")} | {"ckpt": "evil.ckpt", "config": None}))
-    for attempt in range(2):  # the API with trust_pickle=True, then the command line with --trust-pickle
+    for attempt in range(2):  # the API (a Codec has no way to trust a file-named model), then --trust-pickle
         if attempt == 0:
             with pytest.raises(wetok.UnsafeCheckpointError) as info:
-                Codec(trust_pickle=True).open_tokens(path)
+                Codec().open_tokens(path)
             message = str(info.value)
         else:
             code, _, message = cli(capsys, "decode", path, "-o", tmp_path / "out.png", "--trust-pickle")

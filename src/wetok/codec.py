@@ -105,10 +105,9 @@ class Codec:
         seed: the generative decoder's noise seed (image i of a run uses seed + i).
         batch_size: images per forward pass (same-sized images only).
         progress: show progress bars (None: only on a terminal).
-        device, weights: how a model that a token file names is loaded.
-        trust_pickle: kept for the command line's options; it never applies to a model found
-            through a token file (those are always loaded with trust_pickle=False): only a model
-            the user names (`Codec(model=wetok.load(..., trust_pickle=True))`, `--ckpt`) is trusted.
+        device, weights: how a model that a token file names is loaded (never with arbitrary
+            unpickling: only a model the user names, `Codec(model=wetok.load(..., trust_pickle=True))`
+            or `--ckpt FILE --trust-pickle`, is trusted).
     """
 
     model: Tokenizer | None = None
@@ -121,7 +120,6 @@ class Codec:
     progress: bool | None = None
     device: str | torch.device | None = None
     weights: Literal["ema", "raw"] = "ema"
-    trust_pickle: bool = False
     _models: dict[tuple, Tokenizer] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:

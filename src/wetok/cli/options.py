@@ -196,7 +196,6 @@ def make_codec(args: argparse.Namespace, *, sized: bool, decodes: bool) -> Codec
         progress=progress,
         device=device,
         weights=args.weights,
-        trust_pickle=args.trust_pickle,
         **sizing,
     )
 
