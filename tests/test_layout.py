@@ -1,6 +1,6 @@
 """The package's layering, read off every module's imports (including imports inside functions):
-the model never imports the command line, training, evaluation or the generator; evaluation does
-not import training; data loading and token files do not import the model."""
+the model never imports the command line, training, evaluation or the generator (`wetok.ar`),
+which imports neither the command line nor training; evaluation does not import training; data loading and token files do not import the model."""
 
 from __future__ import annotations
 
@@ -68,9 +68,12 @@ def test_the_import_reader_sees_relative_and_nested_imports():
         (("wetok.evaluation",), ("wetok.training", "wetok.cli")),
         (("wetok.training",), ("wetok.cli", "wetok.evaluation")),
         (("wetok.training.data", "wetok.evaluation.data", "wetok.tokens", "wetok.images"), NETWORK),
-        (("wetok.metrics", "wetok.losses", "wetok.distributed"), ("wetok.cli", "wetok.training", "wetok.evaluation")),
+        (("wetok.metrics", "wetok.losses", "wetok.distributed"), ("wetok.cli", "wetok.training", "wetok.evaluation", "wetok.ar")),
+        (("wetok.ar",), ("wetok.cli", "wetok.training")),
+        (("wetok.evaluation", "wetok.training", "wetok.batch"), ("wetok.ar",)),
     ],
-    ids=["model", "weights-tokens-codec", "evaluation", "training", "data", "metrics-losses-distributed"],
+    ids=["model", "weights-tokens-codec", "evaluation", "training", "data", "metrics-losses-distributed", "generator",
+         "tokenizer-tools"],
 )
 def test_layering(sources, forbidden):
     assert offenders(sources, forbidden) == []
@@ -81,4 +84,4 @@ def test_importing_the_library_loads_neither_the_command_line_nor_training():
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                                 check=True).stdout.split())
     assert "wetok.codec" in loaded
-    assert not any(within(m, ("wetok.cli", "wetok.training", "wetok.evaluation")) for m in loaded)
+    assert not any(within(m, ("wetok.cli", "wetok.training", "wetok.evaluation", "wetok.ar")) for m in loaded)

@@ -29,6 +29,18 @@ MAX_LEVELS = 16
 """At most 16 resolution levels: downsample factor 2**15, the largest a .wtok header stores."""
 
 
+def dataclass_from_dict(cls: Any, data: Any, what: str) -> Any:
+    """`cls(**data)` for a configuration dataclass, with one `ConfigError` for data that is not a
+    mapping or holds keys `cls` does not have (`what` names the kind: "tokenizer", "generator")."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a {what} config must be a mapping of keys, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        raise ConfigError(f"unknown {what} config keys: {', '.join(unknown)}")
+    return cls(**dict(data))
+
+
 def _positive_int(value: Any, key: str) -> int:
     """`value` as an int when it is a positive integer (Python or numpy; not a bool, float or
     string); otherwise a `ConfigError` naming `key`."""
@@ -288,29 +300,15 @@ class TokenizerConfig:
         """Build from `to_dict()` output (e.g. a saved model's `config.json`). Unknown keys and
         values of the wrong type (a string for a number, a float for an integer, a list for a
         flag, null) are one `ConfigError` naming the key."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"a tokenizer config must be a mapping of keys, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(str(k) for k in data if k not in known)
-        if unknown:
-            raise ConfigError(f"unknown tokenizer config keys: {', '.join(unknown)}")
-        return cls(**dict(data))
+        return dataclass_from_dict(cls, data, "tokenizer")
 
     @classmethod
     def from_released_yaml(cls, path: str | Path) -> "TokenizerConfig":
         """Read a released WeTok YAML file (`model.init_args.ddconfig`, `num_codebooks`, ...).
         Not a regular file, over `MAX_CONFIG_BYTES`, not YAML or not that layout: one
         `ConfigError` naming the file (and the key)."""
-        import yaml
-
         path = Path(path)
-        text = read_config_text(path, ConfigError)
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        except (RecursionError, ValueError) as exc:  # absurd nesting, integers of thousands of digits
-            raise ConfigError(f"{path}: not a usable YAML config ({type(exc).__name__})") from None
+        doc = read_yaml_config(path)
         try:
             return cls.from_released_dict(doc)
         except ConfigError as exc:
@@ -369,6 +367,20 @@ def read_config_text(path: Path, error: type[Exception]) -> str:
         return blob.decode("utf-8")
     except UnicodeDecodeError:
         raise error(f"{path}: not a text config file (not UTF-8)") from None
+
+
+def read_yaml_config(path: Path) -> Any:
+    """The parsed document of a small YAML config file (`read_config_text`, `yaml.safe_load`);
+    not YAML, or nested absurdly deep: one `ConfigError` naming the file."""
+    import yaml
+
+    text = read_config_text(path, ConfigError)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except (RecursionError, ValueError) as exc:  # absurd nesting, integers of thousands of digits
+        raise ConfigError(f"{path}: not a usable YAML config ({type(exc).__name__})") from None
 
 
 def _section(doc: Any, key: str, where: str) -> Mapping[str, Any]:

@@ -321,15 +321,22 @@ def save_tokenizer(model: Tokenizer, directory: str | Path) -> Path:
     """Write `model` as `config.json` + `model.safetensors` into `directory` (each file atomically).
     A write that fails (a full disk, `ulimit -f`, no permission) is one `WetokError` naming the
     file and the cause; no temporary file is left."""
+    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": model.config.to_dict()}
+    return write_model_files(directory, model.state_dict(), meta)
+
+
+def write_model_files(directory: str | Path, state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Path:
+    """Write a saved-model directory: `state` (name -> tensor) as `model.safetensors`, then `meta`
+    as `config.json`, each atomically (a directory is complete once its config is there). A
+    failed write is one `WetokError` naming the file and the cause."""
     from safetensors.torch import save
 
     directory = Path(directory)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": model.config.to_dict()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     target = directory
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        data = save(tensors, metadata={"format": FORMAT_NAME})  # bytes: a failed write is an OSError with its cause
+        data = save(tensors, metadata={"format": str(meta["format"])})  # bytes: a failed write is an OSError with its cause
         target = directory / WEIGHTS_FILE
         atomic_write(target, lambda p: p.write_bytes(data))
         target = directory / CONFIG_FILE
@@ -344,6 +351,19 @@ def read_saved_config(directory: str | Path) -> TokenizerConfig:
     missing, not a regular file, over `MAX_CONFIG_BYTES`, not JSON (or nested absurdly deep), not
     wetok's layout, or with a value of the wrong type is one `CheckpointError` naming the file
     and the key."""
+    meta = read_model_meta(directory, FORMAT_NAME, FORMAT_VERSION)
+    path = Path(directory) / CONFIG_FILE
+    if not isinstance(meta["config"], dict):
+        raise CheckpointError(f"{path}: 'config' must be an object of TokenizerConfig fields, got {_shown(meta['config'])}")
+    try:
+        return TokenizerConfig.from_dict(meta["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: config: {exc}") from None
+
+
+def read_model_meta(directory: str | Path, format_name: str, version: int) -> dict[str, Any]:
+    """The `config.json` object of a saved-model directory of format `format_name` (at most
+    `version`), with a `config` entry; anything else is one `CheckpointError` naming the file."""
     path = Path(directory) / CONFIG_FILE
     if not path.exists() and not path.is_symlink():
         raise CheckpointError(f"{directory}: no {CONFIG_FILE}: not a saved wetok model directory")
@@ -354,19 +374,16 @@ def read_saved_config(directory: str | Path) -> TokenizerConfig:
         raise CheckpointError(f"{path}: unreadable model config ({exc})") from None
     except (RecursionError, ValueError) as exc:  # nesting too deep; an integer of thousands of digits
         raise CheckpointError(f"{path}: unreadable model config ({type(exc).__name__}: {_first_line(str(exc))[:80]})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME or "config" not in meta:
-        raise CheckpointError(f"{path}: not a wetok model config")
-    version = meta.get("version", FORMAT_VERSION)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{path}: 'version' must be a positive integer, got {_shown(version)}")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: written by a newer wetok (format version {version})")
-    if not isinstance(meta["config"], dict):
-        raise CheckpointError(f"{path}: 'config' must be an object of TokenizerConfig fields, got {_shown(meta['config'])}")
-    try:
-        return TokenizerConfig.from_dict(meta["config"])
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: config: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != format_name or "config" not in meta:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        kind = f" (it holds a {_shown(found)} model)" if isinstance(found, str) else ""
+        raise CheckpointError(f"{path}: not a {format_name} model config{kind}")
+    written = meta.get("version", version)
+    if isinstance(written, bool) or not isinstance(written, int) or written < 1:
+        raise CheckpointError(f"{path}: 'version' must be a positive integer, got {_shown(written)}")
+    if written > version:
+        raise CheckpointError(f"{path}: written by a newer wetok (format version {written})")
+    return meta
 
 
 def _shown(value: object) -> str:
@@ -573,15 +590,24 @@ def _load_checkpoint(path: Path, config: TokenizerConfig | None, weights: Weight
     only then does the model take the file's tensors: a forged or mismatched file is refused
     before any memory beyond its own is allocated."""
     state = extract_state_dict(read_torch_file(path, trust_pickle=trust_pickle), str(path))
+    return tokenizer_from_state(state, config, str(path), weights=weights)
+
+
+def tokenizer_from_state(
+    state: Mapping[str, torch.Tensor], config: TokenizerConfig | None, source: str, *, weights: Weights = "raw"
+) -> Tokenizer:
+    """A tokenizer from a released state dict's `encoder.*`/`decoder.*` (weights "raw") or
+    `model_ema.*` (weights "ema") tensors, checked on the meta device before it takes them (see
+    `_load_checkpoint`); the architecture is `config`, or read off the shapes."""
     if config is None:
         try:
             config = infer_config(state)
         except CheckpointError as exc:
-            raise CheckpointError(f"{path}: {exc}") from None
+            raise CheckpointError(f"{source}: {exc}") from None
     model = _checked_model(config)
     names = list(model.state_dict())
-    load_tokenizer_weights(model, select_weights(state, names, weights, str(path)), state, str(path))
-    return _materialised(model, str(path))
+    load_tokenizer_weights(model, select_weights(state, names, weights, source), state, source)
+    return _materialised(model, source)
 
 
 def _checked_model(config: TokenizerConfig) -> Tokenizer:

@@ -32,14 +32,16 @@ import torch
 
 from .. import __version__
 from ..errors import WetokError
-from . import auto, decode, encode, evaluate, reconstruct, train
+from . import auto, decode, encode, evaluate, gfid, reconstruct, sample, train
 
 SUBCOMMANDS: list[tuple[str, str, ModuleType]] = [
     ("encode", "images -> token files (.wtok, or the original tool's JSON)", encode),
     ("decode", "token files -> images", decode),
     ("reconstruct", "images -> tokens -> images, no token file", reconstruct),
     ("evaluate", "reconstruction metrics on a folder of images (torchrun-ready)", evaluate),
+    ("gfid", "FID, sFID, Inception Score, precision, recall of samples (ADM evaluator protocol)", gfid),
     ("train", "train a tokenizer (stage 1 or 2), one process or under torchrun", train),
+    ("sample", "class-conditional images from a generator: PNG files or an ADM .npz (torchrun-ready, resumable)", sample),
 ]
 """(name, one-line help, module with add_arguments/run): every `wetok` subcommand."""
 

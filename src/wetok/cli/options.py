@@ -96,6 +96,11 @@ def add_model(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config", metavar="YAML", help="the released YAML config of --ckpt (architecture)")
     group.add_argument("--preset", metavar="NAME", help=f"released model: {', '.join(PRESETS)} (with --ckpt: its architecture)")
     group.add_argument("--weights", choices=("ema", "raw"), default="ema", help="EMA (default, as released tools) or raw weights")
+    add_device(group)
+
+
+def add_device(group: argparse._ArgumentGroup) -> None:
+    """--device and --trust-pickle: the model options every subcommand has, tokenizer or generator."""
     group.add_argument("--device", metavar="DEV", default="auto",
                        help="torch device: auto (default: cuda when available, else cpu), cpu, cuda, cuda:1; "
                        "under torchrun cuda means cuda:LOCAL_RANK")
