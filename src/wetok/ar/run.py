@@ -229,7 +229,7 @@ def check_record(path: Path, record: dict[str, Any]) -> None:
 
 
 def preview_indices(plan: SamplePlan) -> list[list[int]]:
-    """Rows of the preview grid: up to 4 images of each of the first 8 classes, one row per class."""
+    """The preview's images: up to 4 of each of the first 8 classes, one list per class (a column of the grid)."""
     per = min(plan.per_class, PREVIEW_PER_CLASS)
     return [[c * plan.per_class + j for j in range(per)] for c in range(min(len(plan.classes), PREVIEW_CLASSES))]
 
@@ -237,8 +237,9 @@ def preview_indices(plan: SamplePlan) -> list[list[int]]:
 def _write_preview(path: Path, rows: list[list[np.ndarray]], plan: SamplePlan) -> None:
     from ..evaluation.grid import comparison_grid
 
-    columns = [f"sample {j + 1}" for j in range(len(rows[0]))]
-    grid = comparison_grid(rows, columns, cell=min(256, rows[0][0].shape[0]) if rows[0][0].shape[0] >= 64 else 64)
+    columns = [f"class {c}" for c in plan.classes[: len(rows)]]
+    by_sample = [list(row) for row in zip(*rows)]  # a column a class, a row a sample
+    grid = comparison_grid(by_sample, columns, cell=max(64, min(256, rows[0][0].shape[0])))
     atomic_write(path, lambda p: grid.save(p, format="PNG"))
 
 
