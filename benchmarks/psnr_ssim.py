@@ -14,14 +14,11 @@ between the two results, the CPU model (/proc/cpuinfo), torch's thread count and
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timing import cpu_description, median_seconds  # benchmarks/timing.py, beside this script
 
 WIN_SIZE = 7
 K1, K2 = 0.01, 0.03
@@ -49,34 +46,6 @@ def batched_ssim(reference: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
     c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
     s = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     return s.mean(dim=(2, 3)).mean(dim=1)
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or the platform's processor string)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median wall time of `repeats` calls of `fn` after one warm-up call (CUDA synchronised)."""
-    def run() -> None:
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -109,7 +78,7 @@ def main() -> None:
         t_batched = median_seconds(lambda f=batched: f(ref_t, test_t), args.repeats, device)
         diff = float((library(ref, test) - batched(ref_t, test_t).cpu()).abs().max())
         rows.append((name, t_lib, t_batched, diff))
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; batched on {device}")
+    print(f"CPU: {cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads; batched on {device}")
     print(f"batch {args.batch} x {s}x{s}x3 uint8, median of {args.repeats} runs after one warm-up")
     print(f"{'metric':<6} {'skimage ms':>11} {'batched ms':>11} {'skimage/batched':>16} {'max |diff|':>11}")
     for name, t_lib, t_batched, diff in rows:

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from timing import cpu_description, median_seconds  # benchmarks/timing.py, beside this script
 
 from wetok import ar
 from wetok.ar.layers import apply_rotary
@@ -34,22 +32,6 @@ from wetok.ar.model import Transformer
 
 TINY = ar.TransformerConfig(grid_size=16, groups=4, bits_per_group=8, dim=64, heads=4, spatial_layers=2, factorized_layers=2,
                             num_classes=10)
-
-
-def cpu_description() -> str:
-    """The CPU's model name and its widest vector extensions, from /proc/cpuinfo."""
-    name, flags = "unknown CPU", set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name") and name == "unknown CPU":
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    return f"{name} ({', '.join(isa) or 'no AVX2'})"
 
 
 def random_model(config: ar.TransformerConfig, device: torch.device) -> Transformer:
@@ -97,7 +79,7 @@ def uncached_estimate(model: Transformer, labels: torch.Tensor, cfg: float, devi
     last = model.config.positions - 1
     points = sorted({round(last * k / (samples - 1)) for k in range(samples)})
     uncached(model, labels, cfg, [0])  # warm-up
-    seconds = [timed(lambda n=n: uncached(model, labels, cfg, [n]), 1, device, warm=False) for n in points]
+    seconds = [median_seconds(lambda n=n: uncached(model, labels, cfg, [n]), 1, device, warm=False) for n in points]
     total = 0.0
     for (n0, t0), (n1, t1) in zip(zip(points, seconds), zip(points[1:], seconds[1:])):
         total += (t0 + t1) / 2 * (n1 - n0)
@@ -172,21 +154,6 @@ def original(model: Transformer, labels: torch.Tensor, cfg: float, top_k: int = 
 
 
 # ---- timing --------------------------------------------------------------------------------------
-def timed(fn: Callable[[], object], repeats: int, device: torch.device, *, warm: bool = True) -> float:
-    if warm:
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny,B", help="comma list of tiny, B, L, XL (default tiny,B)")
@@ -213,7 +180,7 @@ def main() -> None:
             if sampler == "uncached" and name != "tiny":
                 results["uncached~"] = uncached_estimate(model, labels, args.cfg, device)
                 continue
-            results[sampler] = timed(lambda fn=fn, m=model, lab=labels: fn(m, lab, args.cfg), args.repeats, device)
+            results[sampler] = median_seconds(lambda fn=fn, m=model, lab=labels: fn(m, lab, args.cfg), args.repeats, device)
         for sampler, seconds in results.items():
             ratio = "" if sampler == "cached" else f"{seconds / results['cached']:.2f}x faster"
             print(f"{name:<6} {config.parameter_count() / 1e6:>7.1f}M {sampler:<9} {seconds:>9.3f} {args.batch / seconds:>9.3f} "

@@ -14,6 +14,12 @@ from pathlib import Path
 from .errors import WetokError
 
 
+def cache_dir(name: str) -> Path:
+    """wetok's cache folder `name`: `$XDG_CACHE_HOME/wetok/NAME` (default `~/.cache/wetok/NAME`)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wetok" / name
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`.
 

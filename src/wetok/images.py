@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import WetokError
+from .errors import WetokError, first_line
 from .files import atomic_write, require_regular_file, walk_files
 
 Uint8Mode = Literal["round", "truncate"]
@@ -159,9 +159,9 @@ def decode_image(data: bytes | io.IOBase, name: str, *, max_pixels: int | None =
     except MemoryError:
         raise WetokError(f"{name}: out of memory decoding the image") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise WetokError(f"{name}: truncated or corrupt image ({_first_line(exc)})") from None
+        raise WetokError(f"{name}: truncated or corrupt image ({first_line(exc)})") from None
     except Exception as exc:  # noqa: BLE001 (any other failure of a decoder plugin: RuntimeError, TypeError, struct.error, ...)
-        raise WetokError(f"{name}: truncated or corrupt image ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise WetokError(f"{name}: truncated or corrupt image ({type(exc).__name__}: {first_line(exc)})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = saved
 
@@ -196,11 +196,6 @@ def _orientation(im: Image.Image) -> int:
 def _orient(im: Image.Image, orientation: int) -> Image.Image:
     method = _TRANSPOSE.get(orientation)
     return im if method is None else im.transpose(method)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def to_tensor(images: "Image.Image | np.ndarray | torch.Tensor | Sequence[Image.Image]") -> torch.Tensor:
@@ -304,7 +299,7 @@ def resize_shorter_side(
     except MemoryError:
         raise WetokError(f"{name}: out of memory resizing {w}x{h} to {new_w}x{new_h}") from None
     except cv2.error as exc:
-        raise WetokError(f"{name}: cannot resize {w}x{h} to {new_w}x{new_h} ({_first_line(exc)})") from None
+        raise WetokError(f"{name}: cannot resize {w}x{h} to {new_w}x{new_h} ({first_line(exc)})") from None
 
 
 def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:

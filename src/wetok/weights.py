@@ -32,7 +32,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlparse
 
 import torch
@@ -63,6 +63,7 @@ DEFAULT_MODEL_NAME = "default_model"
 """The weights name token files record for the bundled default model."""
 
 Weights = Literal["ema", "raw"]
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 # ---- reading torch files safely ---------------------------------------------------------------
@@ -580,7 +581,7 @@ def _load_saved(directory: Path) -> Tokenizer:
     model = _checked_model(cfg)
     state = read_saved_weights(directory)
     load_tokenizer_weights(model, state, state, str(directory))
-    return _materialised(model, str(directory))
+    return materialised(model, str(directory))
 
 
 def _load_checkpoint(path: Path, config: TokenizerConfig | None, weights: Weights, trust_pickle: bool) -> Tokenizer:
@@ -594,20 +595,22 @@ def _load_checkpoint(path: Path, config: TokenizerConfig | None, weights: Weight
 
 
 def tokenizer_from_state(
-    state: Mapping[str, torch.Tensor], config: TokenizerConfig | None, source: str, *, weights: Weights = "raw"
+    state: Mapping[str, torch.Tensor], config: TokenizerConfig | None, source: str, *, weights: Weights = "raw",
+    bits_per_group: int = 8,
 ) -> Tokenizer:
     """A tokenizer from a released state dict's `encoder.*`/`decoder.*` (weights "raw") or
     `model_ema.*` (weights "ema") tensors, checked on the meta device before it takes them (see
-    `_load_checkpoint`); the architecture is `config`, or read off the shapes."""
+    `_load_checkpoint`); the architecture is `config`, or read off the shapes with
+    `bits_per_group` bits per group."""
     if config is None:
         try:
-            config = infer_config(state)
+            config = infer_config(state, bits_per_group=bits_per_group)
         except CheckpointError as exc:
             raise CheckpointError(f"{source}: {exc}") from None
     model = _checked_model(config)
     names = list(model.state_dict())
     load_tokenizer_weights(model, select_weights(state, names, weights, source), state, source)
-    return _materialised(model, source)
+    return materialised(model, source)
 
 
 def _checked_model(config: TokenizerConfig) -> Tokenizer:
@@ -616,7 +619,7 @@ def _checked_model(config: TokenizerConfig) -> Tokenizer:
         return Tokenizer(config)
 
 
-def _materialised(model: Tokenizer, source: str) -> Tokenizer:
+def materialised(model: ModuleT, source: str) -> ModuleT:
     """`model` after `load_strict` assigned its tensors: every parameter and buffer holds data."""
     left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:  # a programming error (a buffer no weights file holds), not a user's

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import sys
 import zipfile
 import zlib
@@ -41,8 +40,8 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from ..errors import WetokError
-from ..files import atomic_write, require_regular_file
+from ..errors import WetokError, first_line
+from ..files import atomic_write, cache_dir, require_regular_file
 from ..metrics.fid import GaussianStats, frechet_distance, stats_key
 from ..metrics.inception import FEATURE_DIM, SPATIAL_DIM, WEIGHTS_FILE, FIDInceptionV3
 from ..metrics.inception_score import inception_score
@@ -64,8 +63,7 @@ STATISTICS = {"mu": (FEATURE_DIM,), "sigma": (FEATURE_DIM, FEATURE_DIM), "mu_s":
 
 def default_cache_dir() -> Path:
     """`$XDG_CACHE_HOME/wetok/gfid` (default `~/.cache/wetok/gfid`): cached reference features and statistics."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "wetok" / "gfid"
+    return cache_dir("gfid")
 
 
 # ---- reading .npz image batches --------------------------------------------------------------
@@ -104,12 +102,7 @@ class ImageBatchFile:
                     _read_into(member, memoryview(batch).cast("B"), self.path, start, image_bytes)
                     yield batch
         except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as exc:
-            raise WetokError(f"{self.path}: damaged {IMAGES_MEMBER} data ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+            raise WetokError(f"{self.path}: damaged {IMAGES_MEMBER} data ({first_line(exc)})") from None
 
 
 @contextmanager
@@ -161,11 +154,11 @@ def read_image_batch(path: str | Path) -> ImageBatchFile:
             shape, fortran, dtype = _read_header(path, member)
             header_end = member.tell()
     except zipfile.BadZipFile as exc:
-        raise WetokError(f"{path}: not a valid .npz file (zip archive: {_first_line(exc)}); truncated or not an .npz") from None
+        raise WetokError(f"{path}: not a valid .npz file (zip archive: {first_line(exc)}); truncated or not an .npz") from None
     except (zlib.error, EOFError) as exc:
-        raise WetokError(f"{path}: damaged {IMAGES_MEMBER} ({_first_line(exc)})") from None
+        raise WetokError(f"{path}: damaged {IMAGES_MEMBER} ({first_line(exc)})") from None
     except ValueError as exc:  # a malformed .npy header
-        raise WetokError(f"{path}: unreadable {IMAGES_MEMBER} header ({_first_line(exc)})") from None
+        raise WetokError(f"{path}: unreadable {IMAGES_MEMBER} header ({first_line(exc)})") from None
     if dtype.hasobject:
         raise WetokError(f"{path}: arr_0 holds Python objects (a pickled array), not uint8 images; refused")
     if dtype != np.uint8:
@@ -205,7 +198,7 @@ def read_precomputed_statistics(batch: ImageBatchFile) -> tuple[GaussianStats, G
                                      f"expected {shape}, float")
                 values[name] = array.astype(np.float64)
     except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise WetokError(f"{batch.path}: unreadable precomputed statistics ({_first_line(exc)})") from None
+        raise WetokError(f"{batch.path}: unreadable precomputed statistics ({first_line(exc)})") from None
     bad = [name for name, array in values.items() if not np.isfinite(array).all()]
     if bad:
         raise WetokError(f"{batch.path}: precomputed {', '.join(bad)} holds NaN or infinite values")

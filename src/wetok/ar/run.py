@@ -196,13 +196,16 @@ class NpzFile:
         first = self._read(chunks[0][2], chunks[0][1] - chunks[0][0])
         shape = (self.plan.total, *first.shape[1:])
         labels = np.asarray(self.plan.labels(range(self.plan.total)), dtype=np.int64)
-        write_npz(self.path, shape, (self._read(p, stop - start) for start, stop, p in chunks), labels)
         wanted = {i for ids in preview_indices(self.plan) for i in ids}
         found: dict[int, np.ndarray] = {}
-        for start, stop, part in chunks:
-            if any(start <= i < stop for i in wanted):
+
+        def batches():  # every batch read once: streamed into the archive, the preview's images kept on the way
+            for start, stop, part in chunks:
                 images = self._read(part, stop - start)
                 found.update({i: images[i - start] for i in wanted if start <= i < stop})
+                yield images
+
+        write_npz(self.path, shape, batches(), labels)
         _write_preview(self.path.with_suffix(".png"), [[found[i] for i in ids] for ids in preview_indices(self.plan)], self.plan)
         record = json.loads((self.parts / RECORD_NAME).read_text())
         write_record(self.record_path, record)

@@ -192,7 +192,8 @@ def sample_tokens(model: Transformer, labels: torch.Tensor, settings: SamplingSe
         per_image = 2 if settings.guided else 1
         rows = batch * per_image
         if rows < CPU_FREE_ROWS and rows % CPU_ROW_MULTIPLE:
-            extra = -(-(-(-rows // CPU_ROW_MULTIPLE) * CPU_ROW_MULTIPLE - rows) // per_image)
+            padded_rows = math.ceil(rows / CPU_ROW_MULTIPLE) * CPU_ROW_MULTIPLE
+            extra = math.ceil((padded_rows - rows) / per_image)
             labels = torch.cat([labels, labels.new_zeros(extra)])
             uniforms = torch.cat([uniforms, uniforms.new_full((extra, *uniforms.shape[1:]), 0.5)])
         context = sdpa_kernel(SDPBackend.MATH)

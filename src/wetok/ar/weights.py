@@ -24,9 +24,10 @@ import torch
 from ..errors import CheckpointError, ConfigError, WetokError
 from ..files import require_regular_file
 from ..tokenizer import Tokenizer
+from ..weights import load as load_tokenizer
 from ..weights import (
-    infer_config,
     load_strict,
+    materialised,
     read_model_meta,
     read_saved_weights,
     read_torch_file,
@@ -34,7 +35,6 @@ from ..weights import (
     tokenizer_from_state,
     write_model_files,
 )
-from ..weights import load as load_tokenizer
 from .config import PRESETS, ReleasedConfig, TransformerConfig, read_released_yaml, released_config
 from .model import Transformer
 
@@ -123,14 +123,9 @@ def _load_checkpoint(path: Path, params: Params, trust_pickle: bool) -> Transfor
     model = _built(released.transformer, own, str(path))
     stage = {k[len(FIRST_STAGE_PREFIX):]: v for k, v in state.items() if k.startswith(FIRST_STAGE_PREFIX)}
     if any(k.startswith(("encoder.", "decoder.")) for k in stage):
-        source = f"{path} (first_stage_model)"
-        config = released.tokenizer
-        if config is None:  # read off the shapes, with the generator's bits per sub-token
-            try:
-                config = infer_config(stage, bits_per_group=released.transformer.bits_per_group)
-            except CheckpointError as exc:
-                raise CheckpointError(f"{source}: {exc}") from None
-        model.attach_tokenizer(tokenizer_from_state(stage, config, source, weights="raw"))
+        # without a YAML the architecture is read off the shapes, with the generator's bits per sub-token
+        model.attach_tokenizer(tokenizer_from_state(stage, released.tokenizer, f"{path} (first_stage_model)", weights="raw",
+                                                    bits_per_group=released.transformer.bits_per_group))
     return model
 
 
@@ -167,10 +162,7 @@ def _built(config: TransformerConfig, state: Mapping[str, torch.Tensor], source:
     with torch.device("meta"):
         model = Transformer(config)
     load_strict(model, state, source, explain=lambda: f"The generator is {config.describe()}")
-    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    if left:
-        raise RuntimeError(f"{source}: tensors left on the meta device after loading ({', '.join(left[:3])})")
-    return model
+    return materialised(model, source)
 
 
 # ---- saved directories ---------------------------------------------------------------------------

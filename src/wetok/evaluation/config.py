@@ -3,13 +3,13 @@ FID statistics are cached."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import WetokError
+from ..files import cache_dir
 from ..images import Uint8Mode
 from ..metrics.psnr_ssim import WIN_SIZE
 from .baselines import CODECS
@@ -44,8 +44,7 @@ def parse_metrics(names: str | Sequence[str]) -> tuple[str, ...]:
 
 def default_fid_cache_dir() -> Path:
     """`$XDG_CACHE_HOME/wetok/fid` (default `~/.cache/wetok/fid`): cached reference statistics."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "wetok" / "fid"
+    return cache_dir("fid")
 
 
 @dataclass(frozen=True)

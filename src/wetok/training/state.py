@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, WetokError
+from ..errors import CheckpointError, WetokError, first_line
 from ..files import atomic_write
 from ..weights import read_torch_file
 
@@ -58,7 +58,7 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int
             stale.unlink(missing_ok=True)
         atomic_write(path, lambda tmp: _write_torch_file(payload, tmp))
     except (OSError, RuntimeError) as exc:
-        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
         raise CheckpointWriteError(f"{path}: cannot write checkpoint: {cause}") from None
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
@@ -97,11 +97,6 @@ def _write_torch_file(payload: dict[str, Any], path: Path) -> None:
             raise
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def is_training_checkpoint(obj: object) -> bool:
