@@ -43,9 +43,9 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
 
+    from wetok.runs.logs import METRICS_FILE
     from wetok.training.config import load_train_config
     from wetok.training.loop import train
-    from wetok.training.reporting import METRICS_FILE
 
     overrides = [
         f"train.steps={args.steps}", f"train.log_every={args.window}", f"train.threads={args.threads}",

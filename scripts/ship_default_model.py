@@ -27,10 +27,10 @@ import torch
 import wetok
 from wetok.evaluation import EvalConfig, evaluate
 from wetok.files import atomic_write
+from wetok.runs.checkpoints import latest_checkpoint
+from wetok.runs.logs import EVAL_FILE
 from wetok.training.config import LossSection, load_train_config
 from wetok.training.loop import export_latest
-from wetok.training.reporting import EVAL_FILE
-from wetok.training.state import latest_checkpoint
 from wetok.weights import DEFAULT_MODEL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -132,6 +132,45 @@ def make_images(folder: Path, count: int = 6, size: tuple[int, int] = (40, 56), 
     return paths
 
 
+def class_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 4, size: int = 16) -> Path:
+    """`per_class` smooth random RGB PNGs of `size` px in root/<class>/ for each class."""
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            base = rng.integers(0, 256, size=(3, 3, 3)).astype(np.uint8) // (c + 1)
+            Image.fromarray(base).resize((size, size), Image.BILINEAR).save(root / name / f"{i}.png")
+    return root
+
+
+AR_RECIPE = """
+model: {dim: 32, heads: 2, spatial_layers: 2, factorized_layers: 1, multiple_of: 32}
+tokenizer: {model: TOKENIZER}
+data: {batch_size: 4}
+optim: {lr: 3.0e-3, warmup_steps: 2, ema_decay: 0.9}
+train: {steps: 6, precision: fp32, device: cpu, threads: 1, ckpt_every: 3, log_every: 1, timeout_minutes: 1}
+sample: {every: 3, classes: 2, per_class: 2, cfg_scale: 1.5}
+"""
+
+
+def make_ar_data(root: Path) -> dict[str, Path]:
+    """{"tokenizer": a saved random tokenizer (4 x 4 grid of 2 sub-tokens of 4 bits at 16 px),
+    "shards": its token shards of 2 classes x 4 images with flips, "config": a tiny generator
+    recipe using them, "images": the class folder}, under `root`."""
+    import wetok
+    from wetok.ar.tokenize import TokenizeSettings, tokenize
+    from wetok.distributed import Distributed
+
+    tokenizer = make_model_dir(root / "tokenizer", TINY_AR_TOKENIZER)
+    images = class_folder(root / "images")
+    info = Distributed(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
+    tokenize(wetok.load(tokenizer), images, root / "shards", TokenizeSettings(size=16, augment="flip", shard_size=3), info=info,
+             progress=False)
+    config = root / "tiny-ar.yaml"
+    config.write_text(AR_RECIPE.replace("TOKENIZER", str(tokenizer)))
+    return {"tokenizer": tokenizer, "shards": root / "shards", "config": config, "images": images}
+
+
 def photo_folder(root: Path) -> Path:
     """5 real photos (scikit-image's) of varied sizes (two in a sub-folder, PNG and JPEG) and one broken file."""
     from skimage import data
@@ -156,6 +195,21 @@ def listing(directory: Path) -> list[str]:
 
 
 # ---- running things ---------------------------------------------------------------------------
+def torchrun_workers(launcher: int) -> dict[int, int]:
+    """{RANK: pid} of a torchrun launcher's worker processes (its children carrying RANK in their environment)."""
+    found = {}
+    for task in Path(f"/proc/{launcher}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                env = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            rank = [e[5:] for e in env if e.startswith(b"RANK=")]
+            if rank:
+                found[int(rank[0])] = int(child)
+    return found
+
+
 def cli(capsys, *argv: str | Path) -> tuple[int, str, str]:
     """Run `wetok ARGV` in-process: (exit code, stdout, stderr)."""
     code = main([str(a) for a in argv])

@@ -192,8 +192,8 @@ def test_bad_input_one_line_nonzero_nothing_written(tmp_path, capsys, model_dir,
     blob = good.read_bytes()
     photo_path = write_photo(tmp_path / "photo.png", 40, 40)
     out = tmp_path / "out" / "result"
-    enc = lambda src, *extra: ["encode", src, "-o", f"{out}.wtok", *m, *extra]  # noqa: E731
-    dec = lambda src, *extra: ["decode", src, "-o", f"{out}.png", *extra]  # noqa: E731
+    enc = lambda src, *extra: ["encode", src, "-o", f"{out}.wtok", *m, *extra]
+    dec = lambda src, *extra: ["decode", src, "-o", f"{out}.png", *extra]
     if case == "missing":
         argv, named, problem = enc(tmp_path / "nope.png"), "nope.png", "no such file"
     elif case == "empty":
@@ -634,13 +634,13 @@ def test_sigterm_ends_a_command_with_one_line_and_143(tmp_path, capsys, monkeypa
 
 
 def test_wetok_train_keeps_its_own_sigterm_handling(tmp_path, capsys, monkeypatch):
-    """While it trains, SIGTERM is `wetok train`'s "checkpoint and stop" (training.loop.StopRequest),
+    """While it trains, SIGTERM is `wetok train`'s "checkpoint and stop" (wetok.runs.signals.StopRequest),
     nested inside the command line's handler, which comes back after it."""
     import signal
 
     from support import TINY_CONFIG, make_images
+    from wetok.runs.checkpoints import list_checkpoints
     from wetok.training import loop
-    from wetok.training.state import list_checkpoints
 
     make_images(tmp_path / "data", 4)
     real = loop.generator_terms

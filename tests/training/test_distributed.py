@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import wetok
-from support import TINY_CONFIG, read_metrics
-from wetok.training.state import list_checkpoints, read_checkpoint
+from support import TINY_CONFIG, read_metrics, torchrun_workers
+from wetok.runs.checkpoints import list_checkpoints, read_checkpoint
 
 LAUNCH = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -26,10 +26,10 @@ LOSSES = ("step", "train/total", "train/l1", "train/gan", "train/disc_total", "t
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
     command = [*LAUNCH, "-m", "wetok", "train", "--no-progress", *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=ENV)
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, env=ENV)
     if done.returncode != 0 and "address already in use" in done.stderr.lower():
         # torchrun picks free ports by probing; another job on a busy machine can take one first
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=ENV)
+        done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, env=ENV)
     return done
 
 
@@ -96,21 +96,6 @@ def test_two_processes_stage2(stage2):
     assert "train/entropy" not in read_metrics(run)[0]
 
 
-def _workers(launcher: int) -> dict[int, int]:
-    """{RANK: pid} of torchrun's worker processes (its children carrying RANK in their environment)."""
-    found = {}
-    for task in Path(f"/proc/{launcher}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            try:
-                env = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            rank = [e[5:] for e in env if e.startswith(b"RANK=")]
-            if rank:
-                found[int(rank[0])] = int(child)
-    return found
-
-
 def _launch(args: list[str], run: Path, log: Path, *launch: str) -> subprocess.Popen:
     with (log / "out").open("w") as out, (log / "err").open("w") as err:
         return subprocess.Popen([*LAUNCH, *launch, "-m", "wetok", "train", "--no-progress", *args, "--output", str(run)],
@@ -137,7 +122,7 @@ def test_killed_worker_restarts_and_ends_with_the_uninterrupted_weights(stage2, 
     try:
         first = run / "checkpoints" / "step-00000002.pt"
         _wait_for(first.is_file, process, "first checkpoint")
-        workers = _workers(process.pid)
+        workers = torchrun_workers(process.pid)
         assert sorted(workers) == [0, 1], workers
         assert not (run / "checkpoints" / "step-00000010.pt").exists()  # killed mid-run
         os.kill(workers[0], signal.SIGKILL)
@@ -163,7 +148,7 @@ def test_hung_worker_ends_the_other_within_the_timeout(data, tmp_path):
     stopped = None
     try:
         _wait_for((run / "checkpoints" / "step-00000002.pt").is_file, process, "first checkpoint")
-        stopped = _workers(process.pid)[1]
+        stopped = torchrun_workers(process.pid)[1]
         os.kill(stopped, signal.SIGSTOP)
         start = time.monotonic()
         _wait_for(lambda: "another process stopped" in (tmp_path / "err").read_text(), process, "line from rank 0",

@@ -16,10 +16,12 @@ import argparse
 import contextlib
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import WetokError
-from ..training.config import TrainConfig, load_train_config
+from ..training.config import load_train_config
 
 EXIT_PEER = 2
 """The exit status of a process whose peer stopped (as `wetok evaluate`'s)."""
@@ -30,6 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="training config YAML (see configs/); optional with --resume")
     parser.add_argument("--data", type=Path, help="training images: folder, ImageNet/COCO root, or tar shards")
     parser.add_argument("--output", type=Path, required=True, help="run directory: checkpoints/, logs/, samples/, model/")
+    add_run_arguments(parser)
+    parser.add_argument("--export", action="store_true",
+                        help="only write RUN_DIR/model from the latest checkpoint's EMA weights (no training)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags both trainers take (`wetok train`, `wetok train-ar`): --steps, --ckpt-every,
+    --device, --set and --resume, which override their config's keys."""
     parser.add_argument("--steps", type=int, help="total optimizer steps (overrides train.steps)")
     parser.add_argument("--ckpt-every", type=int, help="checkpoint every K steps (overrides train.ckpt_every)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
@@ -37,22 +48,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "cuda means cuda:LOCAL_RANK (overrides train.device)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set optim.lr=2e-4 (repeatable; values are YAML)")
-    parser.add_argument("--resume", nargs="?", const=True, default=False, type=_resume_mode, metavar="auto",
+    parser.add_argument("--resume", nargs="?", const=True, default=False, type=resume_mode, metavar="auto",
                         help="continue the run in --output from its latest checkpoint; --resume auto: when there is one, "
                         "else start it (for torchrun --max-restarts on several nodes; one node resumes a restart by itself)")
-    parser.add_argument("--export", action="store_true",
-                        help="only write RUN_DIR/model from the latest checkpoint's EMA weights (no training)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _resume_mode(value: str) -> str:
+def resume_mode(value: str) -> str:
     if value != "auto":
         raise argparse.ArgumentTypeError(f"expected nothing or auto, got {value!r}")
     return value
 
 
-def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """The run's config: --config (or, resuming, the run's saved config.yaml) plus overrides."""
+ConfigT = TypeVar("ConfigT")
+
+
+def resolve_run_config(args: argparse.Namespace, load: Callable[[Path, list[str]], ConfigT]) -> ConfigT:
+    """The run's config, read by `load(path, overrides)`: --config (or, resuming, the run's saved
+    config.yaml) plus --set, --steps, --ckpt-every and --device (`wetok train` and `wetok train-ar`)."""
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")
@@ -62,16 +74,16 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         overrides.append(f"train.device={args.device}")
     saved = args.output / "config.yaml"
     if args.resume and saved.is_file():
-        cfg = load_train_config(saved, overrides)
+        cfg = load(saved, overrides)
         if args.config is not None:
-            given = load_train_config(args.config, overrides)
+            given = load(args.config, overrides)
             if given != cfg:
                 raise WetokError(f"--config {args.config} differs from the run's {saved}; resume without --config and "
                                  "change keys with --set")
         return cfg
     if args.config is None:
         raise WetokError("--config is required (except when resuming a run that saved its config.yaml)")
-    return load_train_config(args.config, overrides)
+    return load(args.config, overrides)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,12 +94,12 @@ def run(args: argparse.Namespace) -> int:
         path = export_latest(args.output)
         print(f"wetok train: EMA weights of the latest checkpoint in {args.output} exported to {path}")
         return 0
-    cfg = resolve_config(args)
+    cfg = resolve_run_config(args, load_train_config)
     if args.data is None:
         raise WetokError("--data is required for training")
     if not args.data.exists():
         raise WetokError(f"{args.data}: no such data directory")
-    _ignore_file_size_signal()
+    ignore_file_size_signal()
     from ..distributed import PeerLost
 
     try:
@@ -97,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_PEER
 
 
-def _ignore_file_size_signal() -> None:
+def ignore_file_size_signal() -> None:
     """Ignore SIGXFSZ (Python already does at start-up; an embedding program may not), so that a
     write beyond `ulimit -f` fails with EFBIG, a one-line error, instead of killing the process."""
     if hasattr(signal, "SIGXFSZ"):

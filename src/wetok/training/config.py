@@ -8,14 +8,13 @@ A config file has the sections `model`, `init`, `data`, `loss`, `discriminator`,
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
 
 from ..config import TokenizerConfig, get_preset
 from ..errors import ConfigError
+from ..runs.schedule import schedule_errors
+from ..runs.settings import RunSettings, load_settings
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ class OptimSection:
     disc_lr: float = 1e-4  # discriminator learning rate (peak)
     betas: tuple[float, float] = (0.5, 0.9)  # Adam betas
     weight_decay: float = 0.0  # Adam (L2) weight decay
-    schedule: str = "constant"  # constant | cosine | step
+    schedule: str = "constant"  # constant | cosine | linear | step
     warmup_steps: int = 0  # linear warm-up from 0 over this many steps (any schedule)
     min_lr_ratio: float = 0.0  # cosine: final lr as a fraction of the peak
     decay_start: int | None = None  # cosine: the step the decay starts (null = the end of warm-up); constant before
@@ -143,7 +142,7 @@ class EvalSection:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(RunSettings):
     """A whole training run."""
 
     model: ModelSection = field(default_factory=ModelSection)
@@ -162,87 +161,6 @@ class TrainConfig:
         """The model architecture (generative decoder in stage 2)."""
         return self.model.tokenizer_config(generative=self.train.stage == 2)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (tuples as lists), readable back by `from_dict`."""
-        return _plain(dataclasses.asdict(self))
-
-    def to_yaml(self) -> str:
-        """The config as YAML text (what RUN_DIR/config.yaml holds); `load_train_config` reads it."""
-        import yaml
-
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
-        """Build from nested mappings; unknown sections/keys and wrong types are `ConfigError`s."""
-        return _build(cls, data, "")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _convert(value: Any, annotation: Any, where: str) -> Any:
-    """Check/convert a YAML value to the field's annotated type (int, float, str, bool, tuples, optional)."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(value, inner[0], where)
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping of keys, got {value!r}")
-        return _build(annotation, value, where)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported annotation {annotation!r}")  # a programming error, not user input
-
-
-def _build(cls: Any, data: Mapping[str, Any], prefix: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        place = f"section {prefix!r}" if prefix else "the top level"
-        raise ConfigError(f"unknown key(s) in {place}: {', '.join(map(str, unknown))} (known: {', '.join(sorted(fields))})")
-    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
-    return cls(**kwargs)
-
 
 def _validate(cfg: TrainConfig) -> None:
     t, d, o, lo = cfg.train, cfg.data, cfg.optim, cfg.loss
@@ -260,15 +178,9 @@ def _validate(cfg: TrainConfig) -> None:
          "data.size and data.batch_size must be positive, data.workers and data.cache_mb >= 0"),
         (d.resize is None or d.resize > 0, "data.resize must be positive or null"),
         (d.random_scale is None or 0 < d.random_scale[0] <= d.random_scale[1], "data.random_scale must be (lo, hi) with 0 < lo <= hi"),
-        (o.schedule in ("constant", "cosine", "step"), f"optim.schedule must be constant, cosine or step, got {o.schedule!r}"),
         (o.lr > 0 and o.disc_lr > 0, "optim.lr and optim.disc_lr must be positive"),
         (o.grad_accum > 0 and o.warmup_steps >= 0, "optim.grad_accum must be positive and optim.warmup_steps >= 0"),
-        (o.decay_start is None or o.warmup_steps <= o.decay_start < t.steps,
-         f"optim.decay_start must be null or from optim.warmup_steps ({o.warmup_steps}) to below train.steps ({t.steps}), got {o.decay_start}"),
-        (o.decay_start is None or o.schedule == "cosine",
-         f"optim.decay_start applies to optim.schedule=cosine only, got schedule {o.schedule!r}"),
-        (not o.drop_steps or o.schedule == "step",
-         f"optim.drop_steps applies to optim.schedule=step only, got schedule {o.schedule!r}"),
+        *((False, message) for message in schedule_errors(o, t.steps)),
         (0.0 <= o.ema_decay < 1.0, "optim.ema_decay must be in [0, 1)"),
         (o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip must be positive or null"),
         (lo.perceptual_net in ("vgg", "alex"), f"loss.perceptual_net must be vgg or alex, got {lo.perceptual_net!r}"),
@@ -288,56 +200,6 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.size {d.size} is not a multiple of the downsample factor {cfg.tokenizer_config().downsample}")
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """`["optim.lr=2e-4", "train.stage=2"]` -> nested dict; values are parsed as YAML."""
-    import yaml
-
-    nested: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects section.key=value, got {pair!r}")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {pair!r}: the value is not valid YAML") from None
-        node = nested
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {pair!r}: {part} is not a section")
-        node[parts[-1]] = value
-    return nested
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
-        else:
-            out[key] = value
-    return out
-
-
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML training config (or the defaults when `path` is None) and apply `--set` overrides."""
-    import yaml
-
-    doc: Any = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(doc, Mapping):
-            raise ConfigError(f"{path}: a training config is a mapping of sections")
-    merged = _merge(dict(doc), parse_overrides(overrides or []))
-    try:
-        return TrainConfig.from_dict(merged)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+    return load_settings(TrainConfig, path, overrides)

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from ..runs.checkpoints import is_training_checkpoint
 from ..tokenizer import Tokenizer
 from ..weights import (
     EMA_PREFIX,
@@ -20,7 +21,6 @@ from ..weights import (
     read_torch_file,
     select_weights,
 )
-from .state import is_training_checkpoint
 
 DISCRIMINATOR_PREFIX = "loss.discriminator."
 

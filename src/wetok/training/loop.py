@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import math
 import signal
 import sys
 import time
@@ -31,35 +30,24 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ..distributed import (
-    Distributed,
-    PeerLost,
-    all_reduce_max,
-    all_reduce_mean,
-    gather_objects,
-    init_distributed,
-    peer_failure,
-    restart_count,
-    shutdown,
-)
+from ..distributed import Distributed, all_reduce_max, all_reduce_mean, restart_count
 from ..errors import ConfigError, WeightsNotFoundError, WetokError
-from ..files import atomic_write
 from ..losses import LeCAM, PatchDiscriminator
+from ..runs.checkpoints import latest_checkpoint, resolve_resume, restore_rng, rng_states, save_checkpoint
+from ..runs.ema import EMA
+from ..runs.job import run_job
+from ..runs.logs import RunLog, write_run_config
+from ..runs.schedule import lr_factor
+from ..runs.signals import StopRequest, check_finite, run_steps
 from ..tokenizer import Tokenizer
 from .config import TrainConfig
 from .data import RandomCrop, evaluation_images, sample_seed, training_batches
-from .ema import EMA
 from .initial import load_initial_weights
 from .objective import discriminator_terms, generator_terms
-from .reporting import Reporter, heldout_metrics
-from .schedule import lr_factor
-from .state import latest_checkpoint, list_checkpoints, save_checkpoint, set_aside_newer
+from .reporting import heldout_metrics, reconstruction_grid
 
+COMMAND = "wetok train"
 EXPORT_DIR = "model"
-
-
-class TrainingDiverged(WetokError):
-    """A loss term became NaN or infinite."""
 
 
 @dataclasses.dataclass
@@ -142,9 +130,6 @@ def build_perceptual(cfg: TrainConfig, device: torch.device) -> nn.Module | None
 
 def checkpoint_payload(cfg: TrainConfig, parts: Parts, info: Distributed) -> dict[str, Any]:
     """The state to save (gathers every rank's RNG state; call on all ranks)."""
-    rng = {"cpu": torch.get_rng_state()}
-    if info.device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(info.device)
     return {
         "config": cfg.to_dict(),
         "tokenizer_config": parts.model.config.to_dict(),
@@ -155,12 +140,12 @@ def checkpoint_payload(cfg: TrainConfig, parts: Parts, info: Distributed) -> dic
         "optimizer": parts.optimizer.state_dict(),
         "disc_optimizer": parts.disc_optimizer.state_dict(),
         "scaler": parts.scaler.state_dict(),
-        "rng": gather_objects(rng, info),
+        "rng": rng_states(info),
     }
 
 
 def restore(parts: Parts, state: dict[str, Any], info: Distributed, *, rng: bool = True) -> None:
-    """Load a checkpoint into `parts` and (with `rng`) this rank's RNG state (`restore_rng`)."""
+    """Load a checkpoint into `parts` and (with `rng`) this rank's RNG state (`wetok.runs.checkpoints.restore_rng`)."""
     parts.model.load_state_dict(state["model"])
     parts.ema.load_state_dict(state["ema"])
     parts.discriminator.load_state_dict(state["discriminator"])
@@ -169,16 +154,7 @@ def restore(parts: Parts, state: dict[str, Any], info: Distributed, *, rng: bool
     parts.disc_optimizer.load_state_dict(state["disc_optimizer"])
     parts.scaler.load_state_dict(state["scaler"])
     if rng:
-        restore_rng(state, info)
-
-
-def restore_rng(state: dict[str, Any], info: Distributed) -> None:
-    """This rank's global RNG state from a checkpoint (if the world size is unchanged)."""
-    if len(state["rng"]) == info.world:
-        rng = state["rng"][info.rank]
-        torch.set_rng_state(rng["cpu"])
-        if "cuda" in rng and info.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], info.device)
+        restore_rng(state["rng"], info)
 
 
 def decoder_noise(cfg: TrainConfig, model: Tokenizer, images: torch.Tensor, rank: int, step: int, micro: int) -> torch.Tensor | None:
@@ -191,41 +167,6 @@ def decoder_noise(cfg: TrainConfig, model: Tokenizer, images: torch.Tensor, rank
     shape = (images.shape[0], model.config.latent_channels, images.shape[2] // f, images.shape[3] // f)
     seed = sample_seed(cfg.train.seed + 0x5EED, step * cfg.optim.grad_accum + micro, rank)
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(images.device)
-
-
-class StopRequest:
-    """Turns SIGTERM/SIGINT into a flag the loop checks after each step (a checkpoint is then written)."""
-
-    def __init__(self) -> None:
-        self.signal = 0
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "StopRequest":
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.signal = signum
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _check_finite(step: int, parts: dict[str, torch.Tensor], stop: StopRequest, info: Distributed) -> bool:
-    """Raise `TrainingDiverged` naming the step (1-based, as checkpoints count) and the term when
-    any rank saw a NaN/inf loss; return whether
-    any rank was asked to stop. One all-reduce for both questions."""
-    bad = [name for name, value in parts.items() if not math.isfinite(float(value))]
-    nan_flag, stop_flag = all_reduce_max([1.0 if bad else 0.0, 1.0 if stop.signal else 0.0], info)
-    if nan_flag:
-        where = f"loss term {', '.join(bad)}" if bad else "a loss term on another process"
-        raise TrainingDiverged(f"step {step}: {where} is not finite; stopped, the last good checkpoint is kept")
-    return bool(stop_flag)
 
 
 def _scaled_backward(scaler: torch.amp.GradScaler, loss: torch.Tensor) -> None:
@@ -241,27 +182,6 @@ def _optimizer_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimiz
         norm = float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
     scaler.step(optimizer)
     return norm
-
-
-def _resolve_resume(run_dir: Path, resume: bool | str, info: Distributed) -> dict[str, Any] | None:
-    """The checkpoint to continue from (None for a fresh run); a fresh run refuses a used RUN_DIR.
-    `resume="auto"` (a torchrun restart): the latest checkpoint when there is one, else a fresh run."""
-    if resume == "auto":
-        found = latest_checkpoint(run_dir)
-        if found is None:
-            return None
-    elif not resume:
-        if list_checkpoints(run_dir):
-            raise WetokError(f"{run_dir} already holds a run's checkpoints: pass --resume to continue it, or choose another --output")
-        return None
-    else:
-        found = latest_checkpoint(run_dir)
-        if found is None:
-            raise WetokError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
-    if info.main:
-        for path in set_aside_newer(run_dir, int(found[1]["step"])):
-            print(f"wetok train: unreadable checkpoint set aside as {path}")
-    return found[1]
 
 
 def export_latest(run_dir: str | Path, destination: str | Path | None = None) -> Path:
@@ -289,40 +209,20 @@ def train(cfg: TrainConfig, data: str | Path, run_dir: str | Path, *, resume: bo
     checkpoint). On several nodes a healthy node's workers are restarted with the count 0: pass
     "auto" there (`--resume auto`).
 
-    Raises `WetokError` for user errors, `TrainingDiverged` for NaN/inf losses,
-    `CheckpointWriteError` when a checkpoint cannot be written (the older ones are kept), and
+    Raises `WetokError` for user errors, `TrainingDiverged` (`wetok.runs.signals`) for NaN/inf losses,
+    `CheckpointWriteError` (`wetok.runs.checkpoints`) when a checkpoint cannot be written (the older ones are kept), and
     `PeerLost` when another process of the job stopped (a broken connection, or no answer within
     `train.timeout_minutes`).
     """
-    if resume not in (False, True, "auto"):
-        raise WetokError(f"resume must be False, True or 'auto', got {resume!r}")
-    run_dir = Path(run_dir)
-    info = init_distributed(cfg.train.device, timeout_minutes=cfg.train.timeout_minutes)
-    mode: bool | str = "auto" if restart_count() and not resume else resume
-    try:
-        status = _train(cfg, Path(data), run_dir, mode, info, progress)
-        shutdown(info, synchronize=True)  # after a normal end rank 0 may still be exporting
-        return status
-    except BaseException as exc:
-        with contextlib.suppress(Exception):
-            shutdown(info, synchronize=False)  # a peer may never arrive at a barrier
-        cause = peer_failure(exc) if info.enabled else None
-        if cause is None:
-            raise
-        raise PeerLost(f"another process stopped ({cause}); the last checkpoint is kept") from None
+    return run_job(cfg.train.device, cfg.train.timeout_minutes, resume,
+                   lambda info, mode: _train(cfg, Path(data), Path(run_dir), mode, info, progress))
 
 
 def _train(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool | str, info: Distributed, progress: bool) -> int:
     """The run on this process: set up, one optimizer step at a time until the last step or a
     stop request, then finish (export, close the logs)."""
     run = _prepare_run(cfg, data, run_dir, resume, info, progress)
-    status = 0
-    with StopRequest() as stop:
-        for step in range(run.start, cfg.train.steps):
-            status = _train_step(run, step, stop)
-            if status:
-                break
-    return _finish(run, status)
+    return _finish(run, run_steps(run.start, cfg.train.steps, lambda step, stop: _train_step(run, step, stop)))
 
 
 # ---- the run's state ------------------------------------------------------------------------------
@@ -342,7 +242,7 @@ class _Run:
     autocast: Callable[[], contextlib.AbstractContextManager[Any]]
     batches: Iterator[tuple[torch.Tensor, int]]  # (images, how many unreadable ones were skipped)
     heldout: torch.Tensor | None  # rank 0's held-out images (eval.folder), else None
-    reporter: Reporter | None  # rank 0 only
+    log: RunLog | None  # rank 0 only
     bar: Any  # rank 0's tqdm progress bar, or None
     say: Callable[..., None]  # print on rank 0, nothing elsewhere
     start: int  # the step the run starts from (0, or the resumed checkpoint's)
@@ -355,7 +255,7 @@ class _Run:
 # ---- before the first step ------------------------------------------------------------------------
 def _prepare_run(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool | str, info: Distributed, progress: bool) -> _Run:
     """Everything before the first step: the starting point (`_build_models`), the DDP wrappers,
-    RUN_DIR/config.yaml and the log header, then the data, the reporter and the progress bar;
+    RUN_DIR/config.yaml and the log header, then the data, the run log and the progress bar;
     last the global RNG (`_seed_global_rng`), so that nothing built here can shift it."""
     t, optim = cfg.train, cfg.optim
     if t.threads is not None:
@@ -371,14 +271,7 @@ def _prepare_run(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool | str
         wrapped_model = DDP(parts.model, device_ids=ids)
         wrapped_disc = DDP(parts.discriminator, device_ids=ids)
     if info.main:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise WetokError(f"{run_dir}: cannot create the run directory ({exc.strerror or exc})") from None
-        try:
-            atomic_write(run_dir / "config.yaml", lambda tmp: tmp.write_text(cfg.to_yaml()))
-        except OSError as exc:
-            raise WetokError(f"{run_dir / 'config.yaml'}: cannot write: {exc.strerror or exc}") from None
+        write_run_config(run_dir, cfg.to_yaml())
     model = parts.model
     say(f"wetok train: {model.config.describe()}; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
     say(f"wetok train: stage {t.stage}, {info.world} process(es) on {info.device}, batch {cfg.data.batch_size} x {optim.grad_accum} "
@@ -387,12 +280,12 @@ def _prepare_run(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool | str
         say(f"wetok train: {note}")
     batches, heldout = _build_data(cfg, data, start, info, say)
     # a resumed run (or a torchrun restart that found no checkpoint yet) drops what was logged after `start`
-    reporter = Reporter(run_dir, resumed_at=start if rng is not None or resume == "auto" else None) if info.main else None
+    log = RunLog(run_dir, start if rng is not None or resume == "auto" else None, command=COMMAND) if info.main else None
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
     run = _Run(
         cfg=cfg, info=info, run_dir=run_dir, parts=parts, wrapped_model=wrapped_model, wrapped_disc=wrapped_disc,
         gen_params=[p for p in model.parameters() if p.requires_grad], disc_params=list(parts.discriminator.parameters()),
-        perceptual=perceptual, batches=batches, heldout=heldout, reporter=reporter, bar=None, say=say, start=start,
+        perceptual=perceptual, batches=batches, heldout=heldout, log=log, bar=None, say=say, start=start,
         autocast=functools.partial(torch.autocast, info.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
         last_checkpoint=time.monotonic(),
     )
@@ -407,7 +300,7 @@ def _seed_global_rng(cfg: TrainConfig, info: Distributed, rng: dict[str, Any] | 
     this rank's own stream (seed + 1000 x rank) for a fresh run. Training draws nothing from it
     (see the module's docstring); set last, so that whatever ever draws from it resumes exactly too."""
     if rng is not None:
-        restore_rng(rng, info)
+        restore_rng(rng["rng"], info)
     else:
         torch.manual_seed(cfg.train.seed + 1000 * info.rank)
 
@@ -418,7 +311,7 @@ def _build_models(
     """The starting point: the parts (random, `init.checkpoint`, or the resumed checkpoint), the
     LPIPS network, the starting step, the checkpoint's RNG states (None for a fresh run; applied
     once everything is built) and the notes for the log."""
-    resumed = _resolve_resume(run_dir, resume, info)
+    resumed = resolve_resume(run_dir, resume, info, command=COMMAND)
     parts, notes = build_parts(cfg, info.device, load_initial=resumed is None)
     if cfg.data.size % parts.model.downsample:
         raise ConfigError(f"data.size {cfg.data.size} is not a multiple of the downsample factor {parts.model.downsample}")
@@ -481,7 +374,7 @@ def _train_step(run: _Run, step: int, stop: StopRequest) -> int:
 
     done = step + 1
     losses = {k: v for k, v in logged.items() if not k.startswith("usage/") and not k.endswith("grad_norm")}
-    stopping = _check_finite(done, losses, stop, run.info)
+    stopping = check_finite(done, losses, stop, run.info)
     run.window_images += cfg.data.batch_size * cfg.optim.grad_accum * run.info.world
     _report_step(run, step, factor, logged, micro)
     _maybe_checkpoint(run, done, stopping)
@@ -575,13 +468,13 @@ def _report_step(
         values["disc_lr"] = optim.disc_lr * factor
         values["unreadable_images"] = float(run.skipped)
         run.window_start, run.window_images = time.monotonic(), 0
-        if run.reporter is not None:
-            run.reporter.scalars(done, {(k if "/" in k else f"train/{k}"): v for k, v in values.items()})
+        if run.log is not None:
+            run.log.scalars(done, {(k if "/" in k else f"train/{k}"): v for k, v in values.items()})
         if run.bar is not None:
             run.bar.set_postfix(loss=f"{values['total']:.4f}", l1=f"{values['l1']:.4f}", img_s=f"{values['images_per_s']:.1f}")
-    if run.reporter is not None and done % t.image_every == 0:
+    if run.log is not None and done % t.image_every == 0:
         images, recon = micro[0]
-        run.reporter.grid(done, images.cpu(), recon.float().cpu())
+        run.log.image(done, "reconstructions", reconstruction_grid(images.cpu(), recon.float().cpu()))
     if run.bar is not None:
         run.bar.update(1)
     if done % cfg.eval.every == 0 or done == t.steps:
@@ -590,11 +483,11 @@ def _report_step(
 
 def _evaluate(run: _Run, at: int) -> None:
     """Rank 0, with held-out images: PSNR / SSIM of the EMA weights to eval.jsonl, and a grid."""
-    if run.heldout is None or run.reporter is None:
+    if run.heldout is None or run.log is None:
         return
     values, recon = heldout_metrics(run.parts.ema.model, run.heldout)
-    run.reporter.evaluation(at, values)
-    run.reporter.grid(at, run.heldout, recon)
+    run.log.evaluation(at, values)
+    run.log.image(at, "reconstructions", reconstruction_grid(run.heldout, recon))
     run.say(f"wetok train: step {at}: held-out PSNR {values['psnr']:.2f} dB, SSIM {values['ssim']:.4f} "
             f"(EMA weights, {len(run.heldout)} images)")
 
@@ -623,6 +516,6 @@ def _finish(run: _Run, status: int) -> int:
     if status == 0 and run.info.main:
         export = run.parts.ema.model.save(run.run_dir / EXPORT_DIR)
         run.say(f"wetok train: finished {run.cfg.train.steps} steps; EMA weights exported to {export} (wetok.load reads it)")
-    if run.reporter is not None:
-        run.reporter.close()
+    if run.log is not None:
+        run.log.close()
     return status
