@@ -1,6 +1,7 @@
 """The package's layering, read off every module's imports (including imports inside functions):
 the model never imports the command line, training, evaluation or the generator (`wetok.ar`),
-which imports neither the command line nor training; evaluation does not import training; data loading and token files do not import the model."""
+which imports neither the command line nor training; evaluation does not import training; data loading and token files do not import the model;
+the run machinery both trainers share (`wetok.runs`) knows neither trainer nor model."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ PACKAGE = REPO / "src" / "wetok"
 MODEL = ("wetok.config", "wetok.tokenizer", "wetok.nn", "wetok.images", "wetok.errors", "wetok.files")
 """The model and what it stands on."""
 NETWORK = ("wetok.tokenizer", "wetok.nn", "wetok.weights", "wetok.codec", "wetok.tiling")
+RUNS_STANDS_ON = ("wetok.runs", "wetok.errors", "wetok.files", "wetok.weights", "wetok.distributed", "wetok.images", "wetok.config")
+"""All that `wetok.runs` may import of wetok (`wetok.weights` for its safe `read_torch_file`)."""
 
 
 def module_name(path) -> str:
@@ -67,16 +70,26 @@ def test_the_import_reader_sees_relative_and_nested_imports():
         (("wetok.weights", "wetok.tokens", "wetok.tiling", "wetok.codec"), ("wetok.cli", "wetok.training", "wetok.evaluation", "wetok.ar")),
         (("wetok.evaluation",), ("wetok.training", "wetok.cli")),
         (("wetok.training",), ("wetok.cli", "wetok.evaluation")),
-        (("wetok.training.data", "wetok.evaluation.data", "wetok.tokens", "wetok.images"), NETWORK),
+        (("wetok.training.data", "wetok.evaluation.data", "wetok.tokens", "wetok.images", "wetok.sources", "wetok.ar.shards",
+          "wetok.ar.training.data"), NETWORK),
         (("wetok.metrics", "wetok.losses", "wetok.distributed"), ("wetok.cli", "wetok.training", "wetok.evaluation", "wetok.ar")),
         (("wetok.ar",), ("wetok.cli", "wetok.training")),
         (("wetok.evaluation", "wetok.training", "wetok.batch"), ("wetok.ar",)),
+        (("wetok.runs",), ("wetok.training", "wetok.ar", "wetok.cli", "wetok.evaluation", "wetok.tokenizer", "wetok.nn")),
+        (("wetok.demos",), ("wetok.cli", "wetok.training", "wetok.runs")),
+        (("wetok.ar.training",), ("wetok.training",)),
     ],
     ids=["model", "weights-tokens-codec", "evaluation", "training", "data", "metrics-losses-distributed", "generator",
-         "tokenizer-tools"],
+         "tokenizer-tools", "runs", "demos", "generator-training"],
 )
 def test_layering(sources, forbidden):
     assert offenders(sources, forbidden) == []
+
+
+def test_runs_imports_only_what_it_stands_on():
+    assert "wetok.runs.checkpoints" in MODULES and "wetok.distributed" in MODULES["wetok.runs.checkpoints"]
+    assert sorted(f"{m} imports {t}" for m, targets in MODULES.items() if within(m, ("wetok.runs",))
+                  for t in targets if not within(t, RUNS_STANDS_ON)) == []
 
 
 def test_importing_the_library_loads_neither_the_command_line_nor_training():
@@ -84,4 +97,4 @@ def test_importing_the_library_loads_neither_the_command_line_nor_training():
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                                 check=True).stdout.split())
     assert "wetok.codec" in loaded
-    assert not any(within(m, ("wetok.cli", "wetok.training", "wetok.evaluation", "wetok.ar")) for m in loaded)
+    assert not any(within(m, ("wetok.cli", "wetok.training", "wetok.evaluation", "wetok.ar", "wetok.runs")) for m in loaded)

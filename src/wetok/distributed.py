@@ -16,12 +16,16 @@ from __future__ import annotations
 import datetime
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from .errors import WetokError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,24 @@ def gather_objects(obj: object, info: Distributed) -> list[object]:
     out: list[object] = [None] * info.world
     dist.all_gather_object(out, obj)
     return out
+
+
+def decided_by_main(decide: Callable[[], T], info: Distributed) -> T:
+    """`decide()` on process 0, its result given to every process (for a plan the others then
+    follow: a file list, the work left to do). A `WetokError` it raises is raised on every process
+    with the same message, so that none waits for the others at a collective."""
+    outcome: tuple[bool, Any] = (True, None)
+    if info.main:
+        try:
+            outcome = (True, decide())
+        except WetokError as exc:
+            if not info.enabled:
+                raise
+            outcome = (False, str(exc))
+    ok, value = gather_objects(outcome, info)[0]
+    if not ok:
+        raise WetokError(value)
+    return value
 
 
 def leave_process_group(*, synchronize: bool) -> None:

@@ -137,3 +137,29 @@ def _is_link_to_folder(entry: os.DirEntry) -> bool:
         return entry.is_symlink() and entry.is_dir()
     except OSError:
         return False
+
+
+def write_json_record(path: Path, record: dict) -> None:
+    """Write a run's settings record (JSON, indented) atomically."""
+    import json
+
+    atomic_write(path, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
+
+
+def check_json_record(path: Path, record: dict, *, what: str, names: Callable[[str], str] = str) -> None:
+    """An earlier run's settings record at `path` must hold `record`'s values (a resume continues
+    only what the same settings started). `record["format"]` names the kind of record; `what`
+    names the command in the messages ("wetok sample"); `names(key)` how a differing key is
+    called. Anything else is one `WetokError` naming the file and what differs."""
+    import json
+
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise WetokError(f"{path}: unreadable record of an earlier {what} run ({exc}); remove the output to start again") from None
+    if not isinstance(earlier, dict) or earlier.get("format") != record["format"]:
+        raise WetokError(f"{path}: not the record of a {what} run; choose another --output")
+    differ = dict.fromkeys(names(key) for key in record if earlier.get(key) != record[key])
+    if differ:
+        raise WetokError(f"{path.parent}: made with other settings ({', '.join(differ)}); "
+                         "use the same settings to resume, or another --output")

@@ -27,6 +27,7 @@ or mismatched file costs no memory beyond its own. A loaded `Tokenizer` carries 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -617,6 +618,17 @@ def _checked_model(config: TokenizerConfig) -> Tokenizer:
     """`Tokenizer(config)` on the meta device: its keys, shapes and dtypes, no memory."""
     with torch.device("meta"):
         return Tokenizer(config)
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 (64 hex digits) of `model`'s state dict, names and bytes in order: the identity of a
+    set of weights whatever file or folder they were read from (token shards record their
+    tokenizer's, and generator training checks it)."""
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def materialised(model: ModuleT, source: str) -> ModuleT:

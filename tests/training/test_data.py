@@ -13,8 +13,9 @@ import torch
 from support import make_images
 from wetok.errors import WetokError
 from wetok.images import list_images
+from wetok.sources import resolve_source
 from wetok.training import data as data_module
-from wetok.training.data import EpochSampler, RandomCrop, evaluation_images, resolve_source, training_batches
+from wetok.training.data import EpochSampler, RandomCrop, evaluation_images, training_batches
 
 
 def test_folder_is_recursive_and_sorted(tmp_path):

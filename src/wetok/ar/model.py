@@ -11,12 +11,12 @@ are those of the released checkpoints' `transformer.*` entries.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WetokError
 from .config import TransformerConfig
 from .layers import Block, KVCache, rotary_table
+from .objective import subtoken_losses
 
 
 class LabelEmbedding(nn.Module):
@@ -123,8 +123,7 @@ class Transformer(nn.Module):
     def loss(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The training objective: the sum over the G sub-tokens of their mean cross-entropy
         (float32 scalar), for tokens (B, N, G) and labels (B,) as in `forward`."""
-        logits = self(tokens, labels).float()
-        return sum(F.cross_entropy(logits[:, :, g].flatten(0, 1), tokens[..., g].flatten()) for g in range(self.config.groups))
+        return subtoken_losses(self(tokens, labels), tokens).total
 
     def check_inputs(self, tokens: torch.Tensor, labels: torch.Tensor) -> None:
         """One `WetokError` for tokens or labels of the wrong shape, type or range."""

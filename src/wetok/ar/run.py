@@ -30,20 +30,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..distributed import Distributed, gather_objects
+from ..distributed import Distributed, decided_by_main, gather_objects
 from ..errors import WetokError
-from ..files import atomic_write
+from ..files import atomic_write, check_json_record, write_json_record
 from ..images import Uint8Mode, to_uint8_tensor
 from ..tokenizer import Tokenizer, seeded_noise
 from .model import Transformer
-from .npz import write_npz
+from .npz import ADM_KEYS, write_npz
 from .sampling import SamplingSettings, generate
 
 RECORD_FORMAT = "wetok-samples"
 RECORD_VERSION = 1
 RECORD_NAME = "sampling.json"
-PREVIEW_CLASSES = 8
-PREVIEW_PER_CLASS = 4
+PREVIEW_CLASSES = 10
+PREVIEW_PER_CLASS = 8
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class PngFolder:
         elif self.root.exists() and any(self.root.iterdir()):
             raise WetokError(f"{self.root}: a folder that holds other files; give an empty or new folder (or FILE.npz)")
         self.root.mkdir(parents=True, exist_ok=True)
-        write_record(self.record_path, record)
+        write_json_record(self.record_path, record)
 
     def done(self) -> set[int]:
         return {i for i in range(self.plan.total) if self.path(i).is_file()}
@@ -135,10 +135,10 @@ class PngFolder:
 
 
 class NpzFile:
-    """`FILE.npz` in the ADM layout, built from batches kept in `FILE.npz.partial/`."""
+    """`FILE.npz` (ADM's key names, or `keys`), built from batches kept in `FILE.npz.partial/`."""
 
-    def __init__(self, path: Path, plan: SamplePlan) -> None:
-        self.path, self.plan = path, plan
+    def __init__(self, path: Path, plan: SamplePlan, keys: tuple[str, str] = ADM_KEYS) -> None:
+        self.path, self.plan, self.keys = path, plan, keys
         self.parts = path.with_name(path.name + ".partial")
         self.record_path = path.with_suffix(".json")
 
@@ -152,7 +152,7 @@ class NpzFile:
         if self.parts.exists():
             check_record(self.parts / RECORD_NAME, record)
         self.parts.mkdir(parents=True, exist_ok=True)
-        write_record(self.parts / RECORD_NAME, record)
+        write_json_record(self.parts / RECORD_NAME, record)
         return True
 
     def _chunks(self) -> list[tuple[int, int, Path]]:
@@ -205,44 +205,30 @@ class NpzFile:
                 found.update({i: images[i - start] for i in wanted if start <= i < stop})
                 yield images
 
-        write_npz(self.path, shape, batches(), labels)
+        write_npz(self.path, shape, batches(), labels, self.keys)
         _write_preview(self.path.with_suffix(".png"), [[found[i] for i in ids] for ids in preview_indices(self.plan)], self.plan)
         record = json.loads((self.parts / RECORD_NAME).read_text())
-        write_record(self.record_path, record)
+        write_json_record(self.record_path, record)
         shutil.rmtree(self.parts)
         return self.path
 
 
-def write_record(path: Path, record: dict[str, Any]) -> None:
-    atomic_write(path, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
-
-
 def check_record(path: Path, record: dict[str, Any]) -> None:
     """The recorded settings of an earlier run must be `record`'s (one line naming what differs)."""
-    try:
-        earlier = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise WetokError(f"{path}: unreadable record of an earlier run ({exc}); remove the output to start again") from None
-    if not isinstance(earlier, dict) or earlier.get("format") != RECORD_FORMAT:
-        raise WetokError(f"{path}: not a wetok sampling record; choose another --output")
-    differ = [key for key in record if earlier.get(key) != record[key]]
-    if differ:
-        raise WetokError(f"{path}: an earlier run with other settings ({', '.join(differ)}) is there; "
-                         "use the same settings to resume, or another --output")
+    check_json_record(path, record, what="wetok sample")
 
 
 def preview_indices(plan: SamplePlan) -> list[list[int]]:
-    """The preview's images: up to 4 of each of the first 8 classes, one list per class (a column of the grid)."""
+    """The preview's images: up to 8 of each of the first 10 classes, one list per class (a row of the grid)."""
     per = min(plan.per_class, PREVIEW_PER_CLASS)
     return [[c * plan.per_class + j for j in range(per)] for c in range(min(len(plan.classes), PREVIEW_CLASSES))]
 
 
 def _write_preview(path: Path, rows: list[list[np.ndarray]], plan: SamplePlan) -> None:
-    from ..evaluation.grid import comparison_grid
+    from ..evaluation.grid import class_rows
 
-    columns = [f"class {c}" for c in plan.classes[: len(rows)]]
-    by_sample = [list(row) for row in zip(*rows)]  # a column a class, a row a sample
-    grid = comparison_grid(by_sample, columns, cell=max(64, min(256, rows[0][0].shape[0])))
+    names = [str(c) for c in plan.classes[: len(rows)]]
+    grid = class_rows(np.stack([np.stack(row) for row in rows]), names, cell=max(64, min(256, rows[0][0].shape[0])))
     atomic_write(path, lambda p: grid.save(p, format="PNG"))
 
 
@@ -266,25 +252,17 @@ def decode_images(tokenizer: Tokenizer, tokens: torch.Tensor, seeds: Sequence[in
 
 
 def run(model: Transformer, plan: SamplePlan, output: Path, *, batch_size: int, model_record: dict[str, Any],
-        info: Distributed, progress: bool = True) -> Path:
-    """Sample `plan` into `output` (a folder, or a `.npz` file); this process takes its share of
-    the images not yet done. Returns the output path once every image is there."""
+        info: Distributed, progress: bool = True, npz_keys: tuple[str, str] = ADM_KEYS) -> Path:
+    """Sample `plan` into `output` (a folder, or a `.npz` file holding `npz_keys`); this process
+    takes its share of the images not yet done. Returns the output path once every image is there."""
     if model.tokenizer is None:
         raise WetokError("the generator has no paired tokenizer: its checkpoint carries none; give one with --tokenizer")
-    target: PngFolder | NpzFile = NpzFile(output, plan) if output.suffix.lower() == ".npz" else PngFolder(output, plan)
-    state: tuple[list[int], bool] | str = ([], False)
-    if info.main:
-        try:
-            todo = target.prepare(plan.record(model_record)) is not False
-            state = (sorted(set(range(plan.total)) - target.done()) if todo else [], todo)
-        except WetokError as exc:
-            state = str(exc)
-            if not info.enabled:
-                raise
-    state = gather_objects(state, info)[0]  # every process works from rank 0's list
-    if isinstance(state, str):
-        raise WetokError(state)
-    pending, todo = state
+    target: PngFolder | NpzFile = NpzFile(output, plan, npz_keys) if output.suffix.lower() == ".npz" else PngFolder(output, plan)
+    def decide() -> tuple[list[int], bool]:
+        todo = target.prepare(plan.record(model_record)) is not False
+        return (sorted(set(range(plan.total)) - target.done()) if todo else [], todo)
+
+    pending, todo = decided_by_main(decide, info)  # every process works from rank 0's list
     batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
     batches = _consecutive(batches) if isinstance(target, NpzFile) else batches
     mine = batches[info.rank::info.world]

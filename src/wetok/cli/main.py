@@ -32,7 +32,7 @@ import torch
 
 from .. import __version__
 from ..errors import WetokError
-from . import auto, decode, encode, evaluate, gfid, reconstruct, sample, train
+from . import auto, decode, encode, evaluate, gfid, reconstruct, sample, tokenize, train, train_ar
 
 SUBCOMMANDS: list[tuple[str, str, ModuleType]] = [
     ("encode", "images -> token files (.wtok, or the original tool's JSON)", encode),
@@ -41,6 +41,8 @@ SUBCOMMANDS: list[tuple[str, str, ModuleType]] = [
     ("evaluate", "reconstruction metrics on a folder of images (torchrun-ready)", evaluate),
     ("gfid", "FID, sFID, Inception Score, precision, recall of samples (ADM evaluator protocol)", gfid),
     ("train", "train a tokenizer (stage 1 or 2), one process or under torchrun", train),
+    ("tokenize", "labelled image folder -> token shards for generator training (torchrun-ready, resumable)", tokenize),
+    ("train-ar", "train a class-conditional generator on token shards, one process or under torchrun", train_ar),
     ("sample", "class-conditional images from a generator: PNG files or an ADM .npz (torchrun-ready, resumable)", sample),
 ]
 """(name, one-line help, module with add_arguments/run): every `wetok` subcommand."""
@@ -65,7 +67,7 @@ def clean_exit_on_sigterm() -> Iterator[None]:
     process outright (which would leave `.name.XXXX.tmp` files of an interrupted write behind).
     A second SIGTERM during the clean-up is ignored; a forked child process that inherited the
     handler is terminated as by default. The previous handler comes back afterwards; outside the
-    main thread this does nothing. `wetok train`'s own handler (`training.loop.StopRequest`)
+    main thread this does nothing. The trainers' own handler (`runs.signals.StopRequest`)
     takes over while it trains and gives this one back afterwards."""
     owner = os.getpid()
     fired = False

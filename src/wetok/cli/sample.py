@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from ..ar import load as load_generator
+from ..ar.npz import ADM_KEYS, NAMED_KEYS
 from ..ar.run import SamplePlan, parse_classes
 from ..ar.run import run as run_sampling
 from ..ar.sampling import SamplingSettings
@@ -16,6 +17,17 @@ from ..errors import WetokError
 from . import options
 
 DEFAULT_TIMEOUT_MINUTES = 30.0
+DEMOS = ("digits",)
+"""The generators `--demo` names (shipped inside the package)."""
+
+
+def demo_generator(name: str) -> Path:
+    """The directory of the shipped demo generator `name`; one line when it is not there."""
+    from ..demos.digits import GENERATOR_DIR
+
+    if not (GENERATOR_DIR / "config.json").is_file():
+        raise WetokError(f"the {name} demo generator is missing from this wetok installation ({GENERATOR_DIR})")
+    return GENERATOR_DIR
 
 
 def number_list(kind: type) -> object:
@@ -37,7 +49,10 @@ def number_list(kind: type) -> object:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `wetok sample`."""
     model = parser.add_argument_group("model")
-    model.add_argument("--ckpt", metavar="FILE", required=True, help="released generation .ckpt, or a directory written by wetok.ar.save")
+    model.add_argument("--ckpt", metavar="FILE", help="released generation .ckpt, or a directory written by wetok.ar.save "
+                       "(or wetok train-ar's RUN_DIR/model)")
+    model.add_argument("--demo", choices=DEMOS, help="a generator shipped with wetok instead of --ckpt: digits (10 classes "
+                       "of 32x32 handwritten digits; its .npz holds images and labels)")
     model.add_argument("--config", metavar="YAML", help="the released GenStage YAML of --ckpt (or a preset: B, L, XL)")
     model.add_argument("--tokenizer", metavar="MODEL", help="the tokenizer to decode with instead of the checkpoint's own "
                        "(a .ckpt, a saved directory or a tokenizer preset)")
@@ -48,8 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--per-class", type=options.positive_option, default=50, metavar="N",
                       help="images per class (default 50: 50,000 for the 1000 ImageNet classes)")
     what.add_argument("--seed", type=options.seed_option, default=0, help="image i of the run uses seed + i (default 0)")
-    what.add_argument("--cfg-scale", type=number_list(float), default=1.0, metavar="S",
-                      help="guidance scale, one or one per sub-token (the released XL: 1.75,1.8,2.0,2.0; default 1: none)")
+    what.add_argument("--cfg-scale", type=number_list(float), metavar="S",
+                      help="guidance scale, one or one per sub-token (the released XL: 1.75,1.8,2.0,2.0; default 1: none; "
+                      "with --demo the demo's own)")
     what.add_argument("--temperature", type=number_list(float), default=1.0, metavar="T", help="> 0, one or one per sub-token")
     what.add_argument("--top-k", type=number_list(int), default=0, metavar="K", help="0 (off) or K, one or one per sub-token")
     what.add_argument("--top-p", type=number_list(float), default=1.0, metavar="P", help="in (0, 1], 1 off; one or one per sub-token")
@@ -71,20 +87,30 @@ def run(args: argparse.Namespace) -> int:
         raise WetokError(f"{args.output}: give a folder (PNG files) or a FILE.npz")
     if not args.timeout_minutes > 0:
         raise WetokError("--timeout-minutes must be positive")
+    if (args.ckpt is None) == (args.demo is None):
+        raise WetokError("give the generator with --ckpt FILE or --demo NAME (one of them)")
+    ckpt, cfg_scale, npz_keys = Path(args.ckpt) if args.ckpt else None, args.cfg_scale, ADM_KEYS
+    if args.demo is not None:
+        if args.config is not None:
+            raise WetokError("--config applies to --ckpt, not to --demo")
+        from ..demos.digits import CFG_SCALE
+
+        ckpt, npz_keys = demo_generator(args.demo), NAMED_KEYS
+        cfg_scale = CFG_SCALE if cfg_scale is None else cfg_scale
     info = init_distributed(args.device, timeout_minutes=args.timeout_minutes)
     ok = False
     try:
         device = options.checked_device(str(info.device))
-        model = load_generator(args.ckpt, args.config, tokenizer=args.tokenizer, device=device, trust_pickle=args.trust_pickle)
+        model = load_generator(ckpt, args.config, tokenizer=args.tokenizer, device=device, trust_pickle=args.trust_pickle)
         cfg = model.config
-        settings = SamplingSettings.of(cfg.groups, cfg_scale=args.cfg_scale, temperature=args.temperature, top_k=args.top_k,
+        settings = SamplingSettings.of(cfg.groups, cfg_scale=1.0 if cfg_scale is None else cfg_scale, temperature=args.temperature, top_k=args.top_k,
                                        top_p=args.top_p)
         plan = SamplePlan(parse_classes(args.classes, cfg.num_classes), args.per_class, settings, seed=args.seed, uint8=args.uint8)
-        ckpt = Path(args.ckpt)
-        record = {"ckpt": ckpt.name, "bytes": ckpt.stat().st_size if ckpt.is_file() else None, "generator": cfg.describe(),
+        record = {"ckpt": ckpt.name if args.demo is None else f"demo {args.demo}",
+                  "bytes": ckpt.stat().st_size if ckpt.is_file() else None, "generator": cfg.describe(),
                   "tokenizer": args.tokenizer and Path(args.tokenizer).name}
         path = run_sampling(model, plan, args.output, batch_size=args.batch_size, model_record=record, info=info,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, npz_keys=npz_keys)
         ok = True
     finally:
         shutdown(info, synchronize=ok)

@@ -54,3 +54,20 @@ def comparison_grid(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[str],
         for c, image in enumerate(row):
             grid.paste(_fit(image, cell), (pad + c * (cell + pad), header + pad + r * (cell + pad)))
     return grid
+
+
+def class_rows(images: np.ndarray, names: Sequence[str], *, cell: int = 64, pad: int = 4) -> Image.Image:
+    """A grid image of samples by class: uint8 (C, S, H, W, 3) -> one row per class (its name
+    written at the left), S samples across; small images enlarged by whole factors to `cell`."""
+    classes, samples = images.shape[:2]
+    if len(names) != classes:
+        raise ValueError(f"{len(names)} names for {classes} classes")
+    label = 8 + 7 * max((len(n) for n in names), default=1)
+    grid = Image.new("RGB", (label + samples * (cell + pad) + pad, classes * (cell + pad) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    for r in range(classes):
+        top = pad + r * (cell + pad)
+        draw.text((4, top + cell // 2 - 6), names[r], fill=(0, 0, 0))
+        for c in range(samples):
+            grid.paste(_fit(images[r, c], cell), (label + pad + c * (cell + pad), top))
+    return grid

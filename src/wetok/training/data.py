@@ -38,44 +38,11 @@ from ..images import (
     resize_shorter_side,
     to_tensor,
 )
+from ..sources import resolve_source
 
 log = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_FAILURES = 50
-
-
-# ---- finding the images ---------------------------------------------------------------------------
-def resolve_source(root: str | Path, layout: str = "auto", split: str = "train") -> tuple[str, list[Path]]:
-    """Which layout `root` has and its files: ("tar", shards) or ("folder", images).
-
-    layout: "folder" (every image below root), "imagenet" (root/<split>/...), "coco"
-    (root/<split>2017/ or root/<split>/), "tar" (root/*.tar shards, or root itself a .tar), or
-    "auto": tar shards when root holds *.tar files, else the split directory when it exists,
-    else the whole folder.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise WetokError(f"{root}: no such data directory")
-    if layout in ("tar", "auto"):
-        shards = [root] if root.is_file() and root.suffix == ".tar" else sorted(root.glob("*.tar")) if root.is_dir() else []
-        if shards:
-            return "tar", shards
-        if layout == "tar":
-            raise WetokError(f"{root}: no .tar shards")
-    if not root.is_dir():
-        raise WetokError(f"{root}: not a directory of images")
-    folder = root
-    if layout in ("imagenet", "coco", "auto"):
-        candidates = [root / split] + ([root / f"{split}2017"] if layout in ("coco", "auto") else [])
-        found = [c for c in candidates if c.is_dir()]
-        if found:
-            folder = found[-1] if layout == "coco" else found[0]
-        elif layout != "auto":
-            raise WetokError(f"{root}: no {split}/ directory for the {layout} layout")
-    files = list_images(folder)
-    if not files:
-        raise WetokError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    return "folder", files
 
 
 # ---- the transform --------------------------------------------------------------------------------
