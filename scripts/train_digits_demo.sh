@@ -10,7 +10,7 @@
 #
 # Every step is resumable and skipped once done: stop the script at any time (Ctrl-C or SIGTERM
 # write a checkpoint first) and run the same command again. On a 2-core CPU the tokenizer takes
-# about 7 minutes and the generator about 20 (src/wetok/demos/digits/MODEL_CARD.md).
+# about 4 minutes and the generator about 9, 14 in all (src/wetok/demos/digits/MODEL_CARD.md).
 #
 # Variables (defaults in brackets; relative paths are relative to the repository root):
 #   RUN_DIR    the digit folder, the training runs and the token shards  [~/.cache/wetok/digits-demo]

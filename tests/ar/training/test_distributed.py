@@ -53,15 +53,24 @@ def resumed_copy(straight: Path, run: Path, step: int) -> Path:
     return run
 
 
+@pytest.fixture(scope="module")
+def straight_runs(ar_data, tmp_path_factory) -> dict[str, Path]:
+    """Uninterrupted 2-process runs of the tiny recipe with 2 micro-batches a step (no EMA), one
+    with DDP and one with FSDP: {"ddp": RUN_DIR, "fsdp": RUN_DIR}."""
+    runs = {}
+    for parallel in ("ddp", "fsdp"):
+        run = tmp_path_factory.mktemp(parallel)
+        done = torchrun("--config", ar_data["config"], "--data", ar_data["shards"], "--set", f"train.parallel={parallel}",
+                        "--set", "optim.ema_decay=null", "--set", "optim.grad_accum=2", "--output", run)
+        assert done.returncode == 0, done.stderr[-4000:]
+        assert "2 process(es) on cpu" in done.stdout and done.stdout.count("finished 6 steps") == 1  # rank 0 speaks
+        runs[parallel] = run
+    return runs
+
+
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
-def test_two_processes_train_and_resume_exactly(ar_data, tmp_path, parallel):
-    straight = tmp_path / "straight"
-    args = ["--config", ar_data["config"], "--data", ar_data["shards"], "--set", f"train.parallel={parallel}"]
-    if parallel == "fsdp":
-        args += ["--set", "optim.ema_decay=null"]
-    done = torchrun(*args, "--output", straight)
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert "2 process(es) on cpu" in done.stdout and done.stdout.count("finished 6 steps") == 1  # rank 0 speaks
+def test_two_processes_train_and_resume_exactly(ar_data, straight_runs, tmp_path, parallel):
+    straight = straight_runs[parallel]
     state = read_checkpoint(straight / "checkpoints" / "step-00000003.pt", format=FORMAT)
     assert len(state["rng"]) == 2 and not torch.equal(state["rng"][0]["cpu"], state["rng"][1]["cpu"])
     assert [m["step"] for m in read_metrics(straight)] == [1, 2, 3, 4, 5, 6]
@@ -73,6 +82,16 @@ def test_two_processes_train_and_resume_exactly(ar_data, tmp_path, parallel):
     assert "resumed at step 3" in done.stdout
     assert losses(run) == losses(straight)
     assert same_generators(run / "model", straight / "model")
+
+
+def test_fsdp_learns_what_ddp_learns(straight_runs):
+    """The same batches, dropout draws and averaged gradients: the first loss is the same, the
+    later ones equal to rounding (sharded reductions add in another order)."""
+    ddp, fsdp = read_metrics(straight_runs["ddp"]), read_metrics(straight_runs["fsdp"])
+    assert fsdp[0]["train/loss"] == pytest.approx(ddp[0]["train/loss"], rel=1e-6)
+    for a, b in zip(ddp[1:], fsdp[1:]):
+        assert b["train/loss"] == pytest.approx(a["train/loss"], rel=1e-4)
+        assert b["train/grad_norm"] == pytest.approx(a["train/grad_norm"], rel=1e-3)
 
 
 def test_a_sigkilled_worker_restarts_and_ends_with_the_uninterrupted_run(ar_data, tmp_path):

@@ -190,3 +190,12 @@ def test_fine_tuning_starts_from_the_released_generator(tmp_path):
     torch.manual_seed(0)  # a fresh run's global RNG on rank 0: train.seed + 1000 x rank
     expected = float(subtoken_losses(released.train()(tokens, labels), tokens).total)
     assert read_metrics(tmp_path / "run")[0]["train/loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_sample_grids_do_not_change_what_the_run_learns(ar_data, straight, tmp_path):
+    """Grids at steps 3 and 6 (the straight run) or none: the same losses step for step (sampling
+    draws from its own seeded generators, never from the training RNG)."""
+    cfg = load_ar_train_config(ar_data["config"], ["sample.every=0"])
+    assert train_ar(cfg, ar_data["shards"], tmp_path / "run", progress=False) == 0
+    assert losses(tmp_path / "run") == losses(straight)
+    assert not (tmp_path / "run" / "samples").exists()

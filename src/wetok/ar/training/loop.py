@@ -318,8 +318,7 @@ def _step(run: _Run, step: int, stop: StopRequest) -> int:
     for i in range(o.grad_accum):
         tokens, labels = run.batches.batch(step * o.grad_accum + i)
         tokens, labels = tokens.to(info.device, non_blocking=True), labels.to(info.device, non_blocking=True)
-        sync = i == o.grad_accum - 1 or not isinstance(run.wrapped, nn.parallel.DistributedDataParallel)
-        with (contextlib.nullcontext() if sync else run.wrapped.no_sync()), run.autocast():
+        with _gradient_sync(run, i == o.grad_accum - 1), run.autocast():
             losses = subtoken_losses(run.wrapped(tokens, labels), tokens)
         parts.scaler.scale(losses.total / o.grad_accum).backward()
         per_group += losses.per_group.detach().float().cpu() / o.grad_accum
@@ -345,6 +344,17 @@ def _step(run: _Run, step: int, stop: StopRequest) -> int:
         run.say(f"\n{COMMAND}: stopped by signal {stop.signal or 'on another process'} after step {done}; continue with --resume")
         return 128 + (stop.signal or signal.SIGTERM)
     return 0
+
+
+def _gradient_sync(run: _Run, sync: bool) -> contextlib.AbstractContextManager[Any]:
+    """Whether this micro-batch's backward averages the gradients over the processes: only the
+    last of an optimizer step's does (DDP's `no_sync`; FSDP's `set_requires_gradient_sync`, which
+    keeps the unsharded gradients until then)."""
+    if isinstance(run.wrapped, nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext() if sync else run.wrapped.no_sync()
+    if _sharded(run.cfg, run.info):
+        run.parts.model.set_requires_gradient_sync(sync)  # type: ignore[operator]
+    return contextlib.nullcontext()
 
 
 def _optimizer_step(parts: Parts, clip: float | None) -> float:
@@ -386,9 +396,7 @@ def _sampling_model(run: _Run) -> Transformer | None:
     state = full_model_state(run.parts, run.cfg, run.info)
     if not run.info.main:
         return None
-    model = Transformer(run.parts.model.config)
-    model.load_state_dict(state)
-    return model.to(run.info.device)
+    return plain_generator(run.parts.model.config, state).to(run.info.device)
 
 
 def _sample_grid(run: _Run, done: int) -> None:
@@ -449,10 +457,19 @@ def _finish(run: _Run, status: int) -> int:
     return status
 
 
+def plain_generator(config: TransformerConfig, state: dict[str, torch.Tensor]) -> Transformer:
+    """A plain (unwrapped, unsharded) generator holding `state`, built without drawing from the
+    global RNG: a sample grid or an export in the middle of a run must not move the dropout
+    draws of the steps after it."""
+    with torch.random.fork_rng(devices=[]):
+        model = Transformer(config)
+    model.load_state_dict(state)
+    return model
+
+
 def export_model(model: Transformer, tokenizer: Tokenizer | None, directory: Path) -> Path:
     """Write `model` (with `tokenizer` included, when given) as a generator directory."""
-    plain = Transformer(model.config)
-    plain.load_state_dict(model.transformer_state_dict())
+    plain = plain_generator(model.config, model.transformer_state_dict())
     plain.attach_tokenizer(tokenizer)
     return save_generator(plain.eval(), directory)
 
@@ -465,6 +482,6 @@ def export_latest(run_dir: str | Path, destination: str | Path | None = None, *,
     if found is None:
         raise WetokError(f"{run_dir}: no generator training checkpoint to export")
     _, state = found
-    model = Transformer(TransformerConfig.from_dict(state["transformer_config"]))
-    model.load_state_dict(state["ema"]["model"] if state.get("ema") is not None else state["model"])
+    model = plain_generator(TransformerConfig.from_dict(state["transformer_config"]),
+                            state["ema"]["model"] if state.get("ema") is not None else state["model"])
     return export_model(model, tokenizer, Path(destination) if destination is not None else run_dir / EXPORT_DIR)
