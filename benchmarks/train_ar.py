@@ -18,16 +18,14 @@ import argparse
 import json
 import resource
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import cpu_description  # benchmarks/timing.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import cpu_description
 
 
 def synthetic_shards(folder: Path, grid: int, groups: int, bits: int, images: int, classes: int) -> Path:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +211,20 @@ def torchrun_workers(launcher: int) -> dict[int, int]:
             if rank:
                 found[int(rank[0])] = int(child)
     return found
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen, what: str, limit: float = 180.0,
+             interval: float = 0.01) -> None:
+    """Poll `condition()` every `interval` seconds until it holds; an `AssertionError` naming `what`
+    when `process` ends first or `limit` seconds pass (then the process is killed)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the process ended (status {process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"no {what} within {limit} s")
+        time.sleep(interval)
 
 
 def cli(capsys, *argv: str | Path) -> tuple[int, str, str]:

@@ -192,8 +192,8 @@ def test_bad_input_one_line_nonzero_nothing_written(tmp_path, capsys, model_dir,
     blob = good.read_bytes()
     photo_path = write_photo(tmp_path / "photo.png", 40, 40)
     out = tmp_path / "out" / "result"
-    enc = lambda src, *extra: ["encode", src, "-o", f"{out}.wtok", *m, *extra]
-    dec = lambda src, *extra: ["decode", src, "-o", f"{out}.png", *extra]
+    enc = lambda src, *extra: ["encode", src, "-o", f"{out}.wtok", *m, *extra]  # noqa: E731
+    dec = lambda src, *extra: ["decode", src, "-o", f"{out}.png", *extra]  # noqa: E731
     if case == "missing":
         argv, named, problem = enc(tmp_path / "nope.png"), "nope.png", "no such file"
     elif case == "empty":

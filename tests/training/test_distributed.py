@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import wetok
-from support import TINY_CONFIG, read_metrics, torchrun_workers
+from support import TINY_CONFIG, read_metrics, torchrun_workers, wait_for
 from wetok.runs.checkpoints import list_checkpoints, read_checkpoint
 
 LAUNCH = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
@@ -102,17 +102,6 @@ def _launch(args: list[str], run: Path, log: Path, *launch: str) -> subprocess.P
                                 stdout=out, stderr=err, env=ENV)
 
 
-def _wait_for(condition, process: subprocess.Popen, what: str, limit: float = 180.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"torchrun ended (status {process.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"no {what} within {limit} s")
-        time.sleep(0.01)
-
-
 def test_killed_worker_restarts_and_ends_with_the_uninterrupted_weights(stage2, tmp_path):
     """SIGKILL of rank 0 (the one that writes checkpoints) after the first checkpoint; rank 1 ends
     with its line, torchrun restarts both, they resume from the last checkpoint by themselves."""
@@ -121,7 +110,7 @@ def test_killed_worker_restarts_and_ends_with_the_uninterrupted_weights(stage2, 
     process = _launch(args, run, tmp_path, "--max-restarts=1")
     try:
         first = run / "checkpoints" / "step-00000002.pt"
-        _wait_for(first.is_file, process, "first checkpoint")
+        wait_for(first.is_file, process, "first checkpoint")
         workers = torchrun_workers(process.pid)
         assert sorted(workers) == [0, 1], workers
         assert not (run / "checkpoints" / "step-00000010.pt").exists()  # killed mid-run
@@ -147,12 +136,12 @@ def test_hung_worker_ends_the_other_within_the_timeout(data, tmp_path):
     process = _launch(args, run, tmp_path)
     stopped = None
     try:
-        _wait_for((run / "checkpoints" / "step-00000002.pt").is_file, process, "first checkpoint")
+        wait_for((run / "checkpoints" / "step-00000002.pt").is_file, process, "first checkpoint")
         stopped = torchrun_workers(process.pid)[1]
         os.kill(stopped, signal.SIGSTOP)
         start = time.monotonic()
-        _wait_for(lambda: "another process stopped" in (tmp_path / "err").read_text(), process, "line from rank 0",
-                  limit=timeout_s + 60)
+        wait_for(lambda: "another process stopped" in (tmp_path / "err").read_text(), process, "line from rank 0",
+                 limit=timeout_s + 60)
         assert time.monotonic() - start < timeout_s + 30
         os.kill(stopped, signal.SIGCONT)  # so that torchrun's SIGTERM reaches it now, not after its own grace period
         process.wait(timeout=120)

@@ -149,10 +149,11 @@ def _files_digest(images: LabelledImages) -> str:
     return digest.hexdigest()
 
 
-def settings_record(model: Tokenizer, images: LabelledImages, settings: TokenizeSettings) -> dict[str, Any]:
-    """What `tokenize.json` holds, and what a rerun must match to resume."""
+def settings_record(tokenizer: dict[str, Any], images: LabelledImages, settings: TokenizeSettings) -> dict[str, Any]:
+    """What `tokenize.json` holds, and what a rerun must match to resume (`tokenizer`:
+    `tokenizer_record` of the model)."""
     return {"format": SETTINGS_FORMAT, "version": VERSION,
-            "tokenizer": tokenizer_record(model),
+            "tokenizer": tokenizer,
             "size": settings.size, "augment": settings.augment, "views": settings.views,
             "crop_range": settings.recorded_crop_range, "shard_size": settings.shard_size, "classes": images.classes,
             "files": len(images.files), "files_sha256": _files_digest(images)}
@@ -186,7 +187,8 @@ class TokenizeResult:
 @dataclass(frozen=True)
 class _Plan:
     """What every process works from (process 0's listing, sent as plain strings and numbers):
-    the images (paths relative to `root`), the shards to encode, and whether the manifest exists."""
+    the images (paths relative to `root`), the shards to encode, whether the manifest exists, and
+    the tokenizer's record (`tokenizer_record`: its weights hashed once, for both files)."""
 
     root: str
     names: list[str]
@@ -195,6 +197,7 @@ class _Plan:
     pending: list[int]
     shards: int
     complete: bool
+    tokenizer: dict[str, Any]
 
     @property
     def images(self) -> LabelledImages:
@@ -230,7 +233,8 @@ def tokenize(model: Tokenizer, data: str | Path, output: str | Path, settings: T
 def _prepare(model: Tokenizer, data: Path, output: Path, settings: TokenizeSettings, layout: str, split: str) -> _Plan:
     """Process 0: list the images, check or write `tokenize.json`, find the shards to encode."""
     images = labelled_images(data, layout, split)
-    record = settings_record(model, images, settings)
+    tokenizer = tokenizer_record(model)
+    record = settings_record(tokenizer, images, settings)
     path = output / SETTINGS_NAME
     if output.exists() and not output.is_dir():
         raise WetokError(f"{output}: exists and is not a folder")
@@ -247,7 +251,7 @@ def _prepare(model: Tokenizer, data: Path, output: Path, settings: TokenizeSetti
     complete = (output / MANIFEST_NAME).exists()
     pending = [] if complete else [k for k in range(shards) if not (output / shard_name(k)).exists()]
     return _Plan(root=str(images.root), names=images.relative(), labels=images.labels, classes=images.classes,
-                 pending=pending, shards=shards, complete=complete)
+                 pending=pending, shards=shards, complete=complete, tokenizer=tokenizer)
 
 
 def _load(files: list[Path], settings: TokenizeSettings, root: Path) -> Iterator[tuple[int, np.ndarray | str]]:
@@ -352,7 +356,7 @@ def _finish(model: Tokenizer, plan: _Plan, output: Path, settings: TokenizeSetti
         raise WetokError(f"{plan.root}: none of the {len(names)} images could be read; no manifest written")
     h, w = settings.size // model.downsample, settings.size // model.downsample
     manifest = ShardManifest(
-        format=FORMAT, version=VERSION, tokenizer=tokenizer_record(model), grid=(h, w), groups=model.groups,
+        format=FORMAT, version=VERSION, tokenizer=plan.tokenizer, grid=(h, w), groups=model.groups,
         bits_per_group=model.bits_per_group, dtype=token_dtype(model.bits_per_group).name, size=settings.size,
         augment=settings.augment, views=settings.views, crop_range=settings.recorded_crop_range, shard_size=settings.shard_size,
         classes=tuple(plan.classes), files=tuple(names), file_labels=tuple(plan.labels), shards=tuple(entries),

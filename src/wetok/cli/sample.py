@@ -21,15 +21,6 @@ DEMOS = ("digits",)
 """The generators `--demo` names (shipped inside the package)."""
 
 
-def demo_generator(name: str) -> Path:
-    """The directory of the shipped demo generator `name`; one line when it is not there."""
-    from ..demos.digits import GENERATOR_DIR
-
-    if not (GENERATOR_DIR / "config.json").is_file():
-        raise WetokError(f"the {name} demo generator is missing from this wetok installation ({GENERATOR_DIR})")
-    return GENERATOR_DIR
-
-
 def number_list(kind: type) -> object:
     """An argparse `type`: one number, or a comma list (one per sub-token)."""
 
@@ -93,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     if args.demo is not None:
         if args.config is not None:
             raise WetokError("--config applies to --ckpt, not to --demo")
-        from ..demos.digits import CFG_SCALE
+        from ..demos.digits import CFG_SCALE, generator_dir
 
-        ckpt, npz_keys = demo_generator(args.demo), NAMED_KEYS
+        ckpt, npz_keys = generator_dir(), NAMED_KEYS
         cfg_scale = CFG_SCALE if cfg_scale is None else cfg_scale
     info = init_distributed(args.device, timeout_minutes=args.timeout_minutes)
     ok = False

@@ -31,16 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `train` subcommand's options."""
     parser.add_argument("--config", type=Path, help="training config YAML (see configs/); optional with --resume")
     parser.add_argument("--data", type=Path, help="training images: folder, ImageNet/COCO root, or tar shards")
-    parser.add_argument("--output", type=Path, required=True, help="run directory: checkpoints/, logs/, samples/, model/")
     add_run_arguments(parser)
     parser.add_argument("--export", action="store_true",
                         help="only write RUN_DIR/model from the latest checkpoint's EMA weights (no training)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags both trainers take (`wetok train`, `wetok train-ar`): --steps, --ckpt-every,
-    --device, --set and --resume, which override their config's keys."""
+    """The flags both trainers take (`wetok train`, `wetok train-ar`): --output, --steps,
+    --ckpt-every, --device, --set and --resume (the middle four override their config's keys),
+    --no-progress."""
+    parser.add_argument("--output", type=Path, required=True, help="run directory: checkpoints/, logs/, samples/, model/")
     parser.add_argument("--steps", type=int, help="total optimizer steps (overrides train.steps)")
     parser.add_argument("--ckpt-every", type=int, help="checkpoint every K steps (overrides train.ckpt_every)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
@@ -51,6 +51,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", nargs="?", const=True, default=False, type=resume_mode, metavar="auto",
                         help="continue the run in --output from its latest checkpoint; --resume auto: when there is one, "
                         "else start it (for torchrun --max-restarts on several nodes; one node resumes a restart by itself)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def resume_mode(value: str) -> str:

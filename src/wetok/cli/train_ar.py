@@ -23,11 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `train-ar` subcommand's options."""
     parser.add_argument("--config", type=Path, help="generator training config YAML (configs/ar-digits.yaml); optional with --resume")
     parser.add_argument("--data", type=Path, help="token shards written by wetok tokenize")
-    parser.add_argument("--output", type=Path, required=True, help="run directory: checkpoints/, logs/, samples/, model/")
     add_run_arguments(parser)
     parser.add_argument("--export", action="store_true",
                         help="only write RUN_DIR/model from the latest checkpoint (the EMA weights when the run keeps them)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:

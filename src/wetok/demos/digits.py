@@ -204,14 +204,19 @@ CFG_SCALE = 2.0
 classifier's accuracy on samples with it and without guidance)."""
 
 
+def generator_dir() -> Path:
+    """`GENERATOR_DIR`, checked: a one-line `CheckpointError` when the package lacks the generator."""
+    if not (GENERATOR_DIR / CONFIG_FILE).is_file():
+        raise CheckpointError("this wetok build carries no digits demo generator (scripts/train_digits_demo.sh trains it)")
+    return GENERATOR_DIR
+
+
 def demo_generator(device: str | torch.device | None = None):  # -> wetok.ar.Transformer
     """The shipped digits generator (`GENERATOR_DIR`) with the demo tokenizer included, in eval
     mode. A one-line `CheckpointError` when the package lacks it."""
     from ..ar import load as load_generator
 
-    if not (GENERATOR_DIR / CONFIG_FILE).is_file():
-        raise CheckpointError("this wetok build carries no digits demo generator (scripts/train_digits_demo.sh trains it)")
-    return load_generator(GENERATOR_DIR, device=device)
+    return load_generator(generator_dir(), device=device)
 
 
 def sample_digits(model: Any, per_class: int, *, cfg_scale: float = CFG_SCALE, seed: int = 0,

@@ -9,14 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 import wetok.ar
-from support import read_metrics, torchrun_workers
+from support import read_metrics, torchrun_workers, wait_for
 from wetok.runs.checkpoints import list_checkpoints, read_checkpoint
 
 LAUNCH = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
@@ -105,11 +104,7 @@ def test_a_sigkilled_worker_restarts_and_ends_with_the_uninterrupted_run(ar_data
         process = subprocess.Popen([*LAUNCH, "--max-restarts=1", "-m", "wetok", "train-ar", "--no-progress", *map(str, args),
                                     "--output", str(run)], stdout=out, stderr=err, env=ENV)
     try:
-        deadline = time.monotonic() + 180
-        while not (run / "checkpoints" / "step-00000010.pt").exists():
-            assert process.poll() is None, (tmp_path / "err").read_text()[-4000:]
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        wait_for((run / "checkpoints" / "step-00000010.pt").exists, process, "step-10 checkpoint", interval=0.005)
         workers = torchrun_workers(process.pid)
         assert sorted(workers) == [0, 1], workers
         os.kill(workers[0], signal.SIGKILL)

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import torch
 
 import wetok
 import wetok.ar
-from support import TINY_AR_TOKENIZER, class_folder, cli, make_model_dir, read_metrics, require_reference
+from support import TINY_AR_TOKENIZER, class_folder, cli, make_model_dir, read_metrics, require_reference, wait_for
 from wetok.ar.training import load_ar_train_config, train_ar
 from wetok.errors import WetokError
 from wetok.runs.checkpoints import list_checkpoints
@@ -88,11 +87,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses_and_weights(ar_data,
     run = tmp_path / "killed"
     process = _train_ar(*args, "--output", run)
     try:
-        deadline = time.monotonic() + 120
-        while not (run / "checkpoints" / "step-00000010.pt").exists():
-            assert process.poll() is None, process.stderr.read()[-3000:]
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        wait_for((run / "checkpoints" / "step-00000010.pt").exists, process, "step-10 checkpoint", limit=120, interval=0.005)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
     finally:

@@ -36,21 +36,17 @@ class TokenBatches:
 
     def __post_init__(self) -> None:
         self._epoch_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        rows = self.shards.rows_of_image
-        self._rows = rows
-        self._tokens = self.shards.tokens
-        self._labels = self.shards.labels
 
     @property
     def num_images(self) -> int:
-        return self._rows.shape[0]
+        return self.shards.num_images
 
     def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """Epoch `epoch`'s image order and each image's view (both (num_images,) int64)."""
         if epoch not in self._epoch_cache:
             rng = np.random.default_rng([self.seed, epoch])
             order = rng.permutation(self.num_images)
-            views = self._rows.shape[1]
+            views = self.shards.views
             chosen = rng.integers(0, views, size=self.num_images) if self.views == "random" else np.zeros(self.num_images, np.int64)
             if len(self._epoch_cache) > 1:  # batches move forward: keep this epoch and the one before
                 del self._epoch_cache[min(self._epoch_cache)]
@@ -65,12 +61,12 @@ class TokenBatches:
         for j, q in enumerate(range(start, start + self.batch_size)):
             order, chosen = self._epoch(q // n)
             image = order[q % n]
-            out[j] = self._rows[image, chosen[image]]
+            out[j] = self.shards.rows_of_image[image, chosen[image]]
         return out
 
     def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Micro-batch `k`: tokens int64 (B, h * w, G) in raster order and labels int64 (B,)."""
         rows = self.rows(k)
-        tokens = torch.from_numpy(self._tokens[rows].astype(np.int64))
+        tokens = torch.from_numpy(self.shards.tokens[rows].astype(np.int64))
         b, h, w, g = tokens.shape
-        return tokens.reshape(b, h * w, g), torch.from_numpy(self._labels[rows].astype(np.int64))
+        return tokens.reshape(b, h * w, g), torch.from_numpy(self.shards.labels[rows].astype(np.int64))
