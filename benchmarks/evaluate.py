@@ -7,7 +7,7 @@ file is needed). Prints the median of `repeats` timed runs after one warm-up, fo
 (scikit-image), LPIPS AlexNet / VGG, InceptionV3 features (one image set; rFID
 needs the originals once, then reconstructions), and the codec baselines' quality search (per
 image, CPU) at the bit rate of `--preset`. The tokenizer's own encode/decode throughput is
-`benchmarks/codec.py`.
+`benchmarks/throughput.py`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What every benchmark prints with its figures: the machine (CPU model and vector extensions)
-and medians of repeated wall-clock timings."""
+medians of repeated wall-clock timings, and peak memory."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -44,3 +45,28 @@ def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device,
         run()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def reset_peak_memory(device: torch.device | str) -> None:
+    """Start a new peak-memory window: CUDA's allocator statistics, or this process's peak
+    resident set size (Linux: VmHWM, reset through /proc/self/clear_refs)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_memory_gib(device: torch.device | str) -> float:
+    """Peak memory since `reset_peak_memory`, GiB: CUDA max allocated, or peak RSS on the CPU
+    (NaN where /proc is not there)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() / 2**30
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return float("nan")

@@ -11,6 +11,7 @@ import wetok
 from support import CASES, TINY, TINY_GD, make_model_dir, photo, require_reference
 from wetok.codec import Codec, pack
 from wetok.errors import WetokError
+from wetok.execution import Execution
 from wetok.images import CropBox, resize_shorter_center_crop, save_image, stretch_resize
 from wetok.tokenizer import seeded_noise
 from wetok.tokens import write_tokens
@@ -363,3 +364,13 @@ def test_a_codec_seed_that_overflows_on_a_later_image_is_a_wetok_error(tmp_path)
     with pytest.raises(WetokError, match="noise seed 9223372036854775808 is outside"):
         codec.decode(tokens)  # images 0 and 1 fit, image 2's seed + 2 does not
     assert codec.decode(pack([tokens.image(0), tokens.image(1)])).shape == (2, 3, 16, 16)
+
+
+def test_a_model_a_token_file_names_is_loaded_with_the_codecs_execution():
+    ref = require_reference()
+    exp = torch.load(ref / "tiny_d16_expected.pt", weights_only=True)
+    model, tokens = Codec(execution=Execution("bf16")).open_tokens(ref / "tiny_d16_tokens.json")
+    assert model.dtype == torch.bfloat16 and model.execution.memory_format == torch.channels_last
+    image = wetok.crop(model.decode(tokens.tokens), tokens.crop)
+    assert image.dtype == torch.float32
+    assert (image - exp["ema_recon"][:1].clamp(-1, 1)).abs().mean().item() < 0.02

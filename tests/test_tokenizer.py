@@ -146,3 +146,96 @@ def test_norm_groups_reach_every_groupnorm_and_survive_save_and_load(tmp_path):
     again = wetok.load(model.save(tmp_path / "m"))
     assert again.config.norm_groups == 8
     assert torch.equal(again.reconstruct(images), model.reconstruct(images))
+
+
+# ---- the fast path (wetok.execution) -------------------------------------------------------------
+def chelsea(size: int = 256) -> torch.Tensor:
+    """The bundled photo, its central size x size crop, as a (1, 3, size, size) image in [-1, 1]."""
+    from pathlib import Path
+
+    from wetok.images import center_crop, to_tensor
+
+    photo = np.asarray(Image.open(Path(wetok.__file__).parent / "assets" / "chelsea.png").convert("RGB"))
+    return to_tensor(np.ascontiguousarray(center_crop(photo, size, size)))
+
+
+def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
+    return 10 * np.log10(4.0 / ((a - b) ** 2).mean().item())
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_sixteen_bit_weights_are_converted_once_and_channels_last(precision, dtype):
+    torch.manual_seed(0)
+    model = Tokenizer(SMALL).eval().set_execution(precision)
+    assert model.dtype == dtype and model.execution.precision == precision
+    assert all(p.dtype == dtype for p in model.parameters())
+    convs = [p for p in model.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    tokens = model.encode(images)
+    assert tokens.dtype == torch.int64 and tokens.shape == (2, 8, 8, 2)
+    assert model.encode_latent(images).dtype == dtype
+    out = model.decode(tokens)
+    assert out.dtype == torch.float32 and out.shape == (2, 3, 32, 32)  # pixels rounded from float32
+    assert model.reconstruct(torch.rand(1, 3, 30, 33) * 2 - 1).dtype == torch.float32
+
+
+def test_fast_path_meets_the_quality_targets_on_a_real_photo_with_the_default_model():
+    """The trained default model on the bundled photo: bf16's token bits equal float32's for at
+    least 99.5% of bits, and its reconstruction within 0.05 dB PSNR of float32's."""
+    image = chelsea()
+    exact, fast = wetok.load(None), wetok.load(None, precision="bf16")
+    tokens, fast_tokens = exact.encode(image), fast.encode(image)
+    bits = exact.bits_per_group
+    equal_bits = sum(((tokens >> i) & 1 == (fast_tokens >> i) & 1).float().mean().item() for i in range(bits)) / bits
+    assert equal_bits >= 0.995
+    assert (tokens == fast_tokens).float().mean().item() >= 0.95  # group tokens: all 8 bits equal
+    loss = psnr_db(exact.decode(tokens), image) - psnr_db(fast.decode(fast_tokens), image)
+    assert abs(loss) <= 0.05
+
+
+def test_float32_channels_last_gives_the_fixture_tokens(reference, expected):
+    """channels_last float32 convolutions sum in another order: the tokens of the fixture images
+    stay the original's and reconstructions stay within the reference tolerance."""
+    exp = expected("tiny_d16")
+    plain = wetok.load(reference / "tiny_d16.ckpt", config=reference / "tiny_d16.yaml")
+    nhwc = wetok.load(reference / "tiny_d16.ckpt", config=reference / "tiny_d16.yaml", channels_last=True)
+    assert nhwc.execution.memory_format == torch.channels_last and nhwc.dtype == torch.float32
+    tokens = nhwc.encode(exp["image"])
+    assert (tokens.flatten() == exp["ema_indices"]).float().mean().item() >= 0.999
+    assert (nhwc.decode(tokens) - plain.decode(tokens)).abs().max().item() < 1e-4
+
+
+def test_generative_decoder_runs_in_bfloat16_with_seeded_noise(gd_model):
+    torch.manual_seed(1)
+    fast = Tokenizer(SMALL_GD).eval()
+    fast.load_state_dict(gd_model.state_dict())
+    fast.set_execution("bf16")
+    tokens = gd_model.encode(torch.rand(1, 3, 32, 32) * 2 - 1)
+    a, b = fast.decode(tokens, seed=3), fast.decode(tokens, seed=3)
+    assert torch.equal(a, b) and a.dtype == torch.float32
+    assert (a - gd_model.decode(tokens, seed=3)).abs().mean().item() < 0.05
+
+
+def test_load_takes_the_precision_and_refuses_a_wrong_one_before_reading(tmp_path):
+    model = wetok.load(None, precision="fp16")
+    assert model.dtype == torch.float16 and model.execution.precision == "fp16"
+    with pytest.raises(wetok.WetokError, match="precision must be one of"):
+        wetok.load(tmp_path / "missing", precision="int8")  # the precision, not the missing file
+
+
+def test_compiled_encoder_gives_the_eager_tokens():
+    import shutil
+
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("torch.compile on the CPU needs a C++ compiler")
+    torch.manual_seed(0)
+    config = TokenizerConfig(channels=8, channel_mult=(1, 2), num_res_blocks=1, latent_channels=8, groups=2, norm_groups=4)
+    eager = Tokenizer(config).eval()
+    compiled = Tokenizer(config).eval()
+    compiled.load_state_dict(eager.state_dict())
+    compiled.set_execution("fp32", compile=True)
+    assert compiled.execution.compile and not compiled.execution.exact
+    images = torch.rand(1, 3, 16, 16) * 2 - 1
+    assert (compiled.encode(images) == eager.encode(images)).float().mean().item() >= 0.99
+    assert compiled.state_dict().keys() == eager.state_dict().keys()  # saving is unchanged

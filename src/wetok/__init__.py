@@ -1,7 +1,8 @@
 """wetok: the WeTok discrete image tokenizer (arXiv 2508.05599).
 
 Public API:
-    wetok.load(source=None, *, config=None, weights="ema", device=None) -> Tokenizer
+    wetok.load(source=None, *, config=None, weights="ema", device=None, precision="fp32") -> Tokenizer
+    wetok.Execution(precision, channels_last, compile)  how a tokenizer runs (fp32 exact, bf16/fp16 fast)
     wetok.Tokenizer(config)        encoder + group-wise LFQ + (generative) decoder
     wetok.TokenizerConfig          frozen architecture description; wetok.PRESETS the released ones
     wetok.GroupLFQ(channels, groups)  the quantizer on its own
@@ -12,6 +13,7 @@ Public API:
 from .codec import Codec
 from .config import PRESETS, HubWeights, ModelIdentity, TokenizerConfig, get_preset
 from .errors import CheckpointError, ConfigError, UnsafeCheckpointError, WeightsNotFoundError, WetokError
+from .execution import PRECISIONS, Execution
 from .images import CropBox, crop, pad_to_multiple
 from .nn import GroupLFQ, QuantizerOutput
 from .tiling import TileSpec
@@ -22,9 +24,11 @@ from .weights import default_model_available, load
 __version__ = "0.1.0"
 
 __all__ = [
+    "PRECISIONS",
     "PRESETS",
     "CheckpointError",
     "Codec",
+    "Execution",
     "ConfigError",
     "CropBox",
     "GroupLFQ",

@@ -32,6 +32,7 @@ from PIL import Image
 from .batch import Item, Job, Summary, check_target, plan_jobs, prepare_target, run
 from .config import PRESETS, ModelIdentity
 from .errors import UnsafeCheckpointError, WetokError
+from .execution import Execution
 from .images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
@@ -105,9 +106,10 @@ class Codec:
         seed: the generative decoder's noise seed (image i of a run uses seed + i).
         batch_size: images per forward pass (same-sized images only).
         progress: show progress bars (None: only on a terminal).
-        device, weights: how a model that a token file names is loaded (never with arbitrary
-            unpickling: only a model the user names, `Codec(model=wetok.load(..., trust_pickle=True))`
-            or `--ckpt FILE --trust-pickle`, is trusted).
+        device, weights, execution: how a model that a token file names is loaded and run (never
+            with arbitrary unpickling: only a model the user names, `Codec(model=wetok.load(...,
+            trust_pickle=True))` or `--ckpt FILE --trust-pickle`, is trusted). A `model` given is
+            used as it is: set its precision with `wetok.load(precision=...)`.
     """
 
     model: Tokenizer | None = None
@@ -120,6 +122,7 @@ class Codec:
     progress: bool | None = None
     device: str | torch.device | None = None
     weights: Literal["ema", "raw"] = "ema"
+    execution: Execution = field(default_factory=Execution)
     _models: dict[tuple, Tokenizer] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -274,7 +277,10 @@ class Codec:
         key = (ckpt, config, weights)
         if key not in self._models:
             try:
-                self._models[key] = load(ckpt, config=config, weights=weights, device=self.device, trust_pickle=False)  # type: ignore[arg-type]
+                ex = self.execution
+                self._models[key] = load(ckpt, config=config, weights=weights, device=self.device,  # type: ignore[arg-type]
+                                         trust_pickle=False, precision=ex.precision, channels_last=ex.channels_last,
+                                         compile=ex.compile)
             except UnsafeCheckpointError:
                 option = f"--preset {ckpt}" if ckpt in PRESETS else f"--ckpt {ckpt}"
                 raise UnsafeCheckpointError(

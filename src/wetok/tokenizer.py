@@ -20,6 +20,7 @@ from torch import nn
 
 from .config import ModelIdentity, TokenizerConfig
 from .errors import WetokError
+from .execution import Execution, exact_float32
 from .images import crop, pad_to_multiple
 from .nn import Decoder, Encoder, GroupLFQ, QuantizerOutput
 
@@ -73,6 +74,9 @@ class Tokenizer(nn.Module):
 
     `identity` says which model this is, as token files record it: `wetok.load` sets where the
     weights came from; a model built here has only its architecture hash.
+
+    `execution` says how it runs (`wetok.execution.Execution`): float32 on contiguous tensors
+    unless `set_execution` (or `wetok.load(precision=...)`) picked the fast path.
     """
 
     def __init__(self, config: TokenizerConfig) -> None:
@@ -82,6 +86,22 @@ class Tokenizer(nn.Module):
         self.encoder = Encoder(config)
         self.quantizer = GroupLFQ(config.latent_channels, config.groups)
         self.decoder = Decoder(config)
+        self.execution = Execution()
+
+    def set_execution(
+        self, precision: str = "fp32", *, channels_last: bool | None = None, compile: bool = False
+    ) -> "Tokenizer":
+        """Run in `precision` ("fp32", "bf16" or "fp16"), with channels_last activations (None: on
+        for bf16/fp16) and optionally `torch.compile`; see `wetok.execution`. Weights are
+        converted once, here (a float32 copy is not kept: going back to fp32 keeps the rounding,
+        so reload for exact float32). Compilation, once on, stays on. Returns self."""
+        execution = Execution(precision, channels_last, compile)
+        self.to(dtype=execution.dtype, memory_format=execution.memory_format)
+        if execution.compile and not self.execution.compile:
+            self.encoder.compile()
+            self.decoder.compile()
+        self.execution = Execution(precision, channels_last, compile or self.execution.compile)
+        return self
 
     # ---- facts about the model ----------------------------------------------------------------
     @property
@@ -145,11 +165,17 @@ class Tokenizer(nn.Module):
             raise WetokError(
                 f"image size {h}x{w} is not a multiple of the downsample factor {f}; use reconstruct() or pad_to_multiple()"
             )
-        return images.to(device=self.device, dtype=self.dtype)
+        return images.to(device=self.device, dtype=self.dtype, memory_format=self.execution.memory_format)
 
     def encode_latent(self, images: torch.Tensor) -> torch.Tensor:
-        """Continuous latent before quantization: images (B, 3, H, W) -> float (B, C, H/f, W/f)."""
-        return self.encoder(self._check_images(images, padded=True))
+        """Continuous latent before quantization: images (B, 3, H, W) -> float (B, C, H/f, W/f) in
+        the model's working dtype."""
+        return self._run_encoder(self._check_images(images, padded=True))
+
+    def _run_encoder(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(memory_format=self.execution.memory_format)
+        with exact_float32(images.device, images.dtype):
+            return self.encoder(images)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -200,8 +226,15 @@ class Tokenizer(nn.Module):
         generator: torch.Generator | None = None,
         seed: int | None = None,
     ) -> torch.Tensor:
-        """Codes float (B, C, h, w) -> images float (B, 3, h*f, w*f), not clamped (about [-1, 1])."""
-        return self.decoder(codes, self.make_noise(codes, noise=noise, generator=generator, seed=seed))
+        """Codes float (B, C, h, w) -> images float (B, 3, h*f, w*f), not clamped (about [-1, 1]):
+        float32 when gradients are off (whatever the working precision, so that rounding to 8-bit
+        pixels is not done in bfloat16), the working dtype in a training pass."""
+        layout = self.execution.memory_format
+        codes = codes.to(memory_format=layout)
+        noise = self.make_noise(codes, noise=noise, generator=generator, seed=seed)
+        with exact_float32(codes.device, codes.dtype):
+            images = self.decoder(codes, None if noise is None else noise.to(memory_format=layout))
+        return images if images.requires_grad else images.float()
 
     @torch.no_grad()
     def decode(
@@ -238,7 +271,7 @@ class Tokenizer(nn.Module):
         """
         images = self._check_images(images, padded=False)
         padded, box = pad_to_multiple(images, self.downsample)
-        codes = self.quantizer(self.encoder(padded)).quantized
+        codes = self.quantizer(self._run_encoder(padded)).quantized
         return crop(self.decode_codes(codes, noise=noise, generator=generator, seed=seed), box).clamp(-1, 1)
 
     def forward(

@@ -47,6 +47,7 @@ from .errors import (
     WeightsNotFoundError,
     WetokError,
 )
+from .execution import Execution
 from .files import atomic_write, require_regular_file
 from .tokenizer import Tokenizer
 
@@ -517,6 +518,9 @@ def load(
     weights: Weights = "ema",
     device: str | torch.device | None = None,
     trust_pickle: bool = False,
+    precision: str = "fp32",
+    channels_last: bool | None = None,
+    compile: bool = False,
 ) -> Tokenizer:
     """Load a WeTok tokenizer, in eval mode, carrying its `identity`.
 
@@ -535,6 +539,9 @@ def load(
         device: where to put the model (default CPU).
         trust_pickle: allow files that need arbitrary unpickling. Such files can run code when
             loaded: only for files whose origin you trust.
+        precision, channels_last, compile: how the model runs (`Tokenizer.set_execution`,
+            `wetok.execution`): "fp32" (default, exact), "bf16" or "fp16", the weights converted
+            once after loading.
 
     Raises:
         CheckpointError / UnsafeCheckpointError / WeightsNotFoundError / ConfigError with a
@@ -542,6 +549,16 @@ def load(
     """
     if weights not in ("ema", "raw"):
         raise ConfigError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    execution = Execution(precision, channels_last, compile)  # a wrong setting fails before any reading
+    model = _load_source(source, config, weights, trust_pickle).to(device or "cpu").eval()
+    if execution != model.execution:
+        model.set_execution(precision, channels_last=channels_last, compile=compile)
+    return model
+
+
+def _load_source(source: str | Path | None, config: TokenizerConfig | str | Path | None, weights: Weights,
+                 trust_pickle: bool) -> Tokenizer:
+    """The model `load` describes, on the CPU, float32."""
     if source is None:
         if not default_model_available():
             raise CheckpointError(
@@ -550,7 +567,7 @@ def load(
             )
         model = _load_saved(DEFAULT_MODEL_DIR)
         model.identity = ModelIdentity(model.config.architecture_hash(), None, DEFAULT_MODEL_NAME, "saved")
-        return model.to(device or "cpu").eval()
+        return model
     path = Path(source)
     config_entry = str(config) if isinstance(config, (str, Path)) else None
     try:
@@ -574,7 +591,7 @@ def load(
         require_regular_file(path, "a model file", CheckpointError)  # a device, FIFO or socket: refused by name
     else:
         raise CheckpointError(f"{source}: no such file, directory or preset (presets: {', '.join(PRESETS)})")
-    return model.to(device or "cpu").eval()
+    return model
 
 
 def _load_saved(directory: Path) -> Tokenizer:

@@ -5,6 +5,7 @@ One and two processes under torchrun: tests/cli/test_tokenize.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -209,3 +210,22 @@ def test_outputs_and_sizes_that_cannot_work_are_refused(tmp_path: Path, model_di
     (broken / "x" / "bad.png").write_bytes(b"nope")
     with pytest.raises(WetokError, match="none of the 1 images could be read; no manifest written"):
         tokenize(model, broken, tmp_path / "none", SMALL, info=ONE, progress=False)
+
+
+def test_the_precision_is_recorded_the_manifest_fingerprints_float32_and_a_rerun_must_match(
+    tmp_path: Path, model_dir: Path, data: Path
+):
+    fast = dataclasses.replace(SMALL, precision="bf16")
+    out = tmp_path / "bf16"
+    tokenize(wetok.load(model_dir), data, out, fast, info=ONE, progress=False)
+    assert json.loads((out / "tokenize.json").read_text())["precision"] == "bf16"
+    # the manifest names the float32 weights, so generator training checks the tokenizer it loads
+    assert open_shards(out).manifest.tokenizer["weights_sha256"] == weights_fingerprint(wetok.load(model_dir))
+    exact = tmp_path / "fp32"
+    tokenize(wetok.load(model_dir), data, exact, SMALL, info=ONE, progress=False)
+    agree = (open_shards(out).tokens == open_shards(exact).tokens).mean()
+    assert 0.8 <= agree  # bf16 differs from float32 only where a latent sits near zero
+    with pytest.raises(WetokError, match="precision"):
+        tokenize(wetok.load(model_dir), data, out, SMALL, info=ONE, progress=False)
+    with pytest.raises(WetokError, match="precision must be one of"):
+        TokenizeSettings(precision="fp8")

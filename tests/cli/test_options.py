@@ -3,10 +3,14 @@ defaults for encode, decode, reconstruct, the single-entry form and evaluate."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 import wetok
-from support import make_model_dir
+from support import cli, make_model_dir, write_photo
+from wetok.cli import options
 from wetok.cli.main import build_parser
 from wetok.cli.options import load_model
 from wetok.errors import WetokError
@@ -133,3 +137,47 @@ def test_tiles_under_two_token_cells_are_refused():
         check_tile(TileSpec(7, 0), 4)
     with pytest.raises(WetokError, match="tile overlap"):
         check_tile(TileSpec(64, 32), 8)
+
+
+# ---- how the model runs: --precision, --channels-last, --compile -----------------------------------
+@pytest.mark.parametrize("argv", SUBCOMMANDS, ids=lambda a: a[0])
+def test_every_subcommand_takes_the_execution_options(argv):
+    args = build_parser().parse_args(argv)
+    assert (args.precision, args.channels_last, args.compile) == ("fp32", False, False)
+    given = build_parser().parse_args([*argv, "--precision", "bf16", "--channels-last", "--compile"])
+    assert (given.precision, given.channels_last, given.compile) == ("bf16", True, True)
+
+
+def test_a_precision_the_tokenizer_has_not_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["encode", "in.png", "-o", "out", "--precision", "int8"])
+    assert info.value.code == 2 and "invalid choice: 'int8'" in capsys.readouterr().err
+
+
+def test_the_model_is_loaded_in_the_precision_asked_for(tmp_path):
+    model = load_model(_args("--ckpt", str(make_model_dir(tmp_path / "m")), "--precision", "fp16"))
+    assert model.dtype == torch.float16 and model.execution.memory_format == torch.channels_last
+    model = load_model(_args("--ckpt", str(tmp_path / "m"), "--channels-last"))
+    assert model.dtype == torch.float32 and model.execution.memory_format == torch.channels_last
+
+
+@pytest.mark.parametrize("native, warned", [(False, True), (True, False), (None, False)])
+def test_emulated_sixteen_bit_arithmetic_is_one_warning_line(tmp_path, capsys, monkeypatch, native, warned):
+    monkeypatch.setattr(options, "runs_natively", lambda precision, device: native)
+    load_model(_args("--ckpt", str(make_model_dir(tmp_path / "m")), "--precision", "bf16", "--device", "cpu"))
+    err = capsys.readouterr().err
+    assert (err == "wetok: warning: this CPU has no bf16 arithmetic (on a CPU: AVX512-BF16/FP16 or AMX); bf16 is emulated "
+            "and slower than fp32 here\n") if warned else err == ""
+
+
+def test_reconstruct_in_bfloat16_writes_an_image_close_to_float32s(tmp_path, capsys):
+    """The default model (trained: few latents near zero, so few tokens flip in bf16)."""
+    image = write_photo(tmp_path / "in.png", 48, 64)
+    outs = {}
+    for precision in ("fp32", "bf16"):
+        outs[precision] = tmp_path / f"{precision}.png"
+        code, out, _ = cli(capsys, "reconstruct", image, "-o", outs[precision], "--size", "0", "--precision", precision)
+        assert (code, out) == (0, "wetok: reconstructed 1 image\n")
+    a, b = (np.asarray(Image.open(outs[p]), dtype=np.float64) for p in ("fp32", "bf16"))
+    assert a.shape == b.shape == (48, 64, 3)
+    assert 0 < np.abs(a - b).mean() < 2.0  # of 255 levels, on a picture whose own spread is about 40

@@ -3,6 +3,8 @@ one-line errors with exit status 2."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,17 @@ def test_sample_demo_digits_writes_images_and_labels(tmp_path, capsys):
         assert data["images"].shape == (20, 32, 32, 3) and data["images"].dtype == np.uint8
         assert data["labels"].tolist() == [c for c in range(10) for _ in range(2)]
     assert (tmp_path / "d.png").is_file()
+
+
+def test_sample_demo_digits_in_bfloat16_is_recorded_and_a_rerun_must_match(tmp_path, capsys):
+    out = tmp_path / "d.npz"
+    code, _, err = cli(capsys, "sample", "--demo", "digits", "--per-class", "1", "--classes", "0-2", "--output", out,
+                       "--no-progress", "--precision", "bf16")
+    assert code == 0, err
+    with np.load(out) as data:
+        assert data["images"].shape == (3, 32, 32, 3) and data["labels"].tolist() == [0, 1, 2]
+        assert data["images"].std() > 20  # pictures, not a flat field
+    assert json.loads(out.with_suffix(".json").read_text())["model"]["precision"] == "bf16"
+    code, _, err = cli(capsys, "sample", "--demo", "digits", "--per-class", "1", "--classes", "0-2", "--output", out,
+                       "--no-progress")
+    assert code == 2 and "made with other settings (model)" in err

@@ -59,6 +59,14 @@ class Transformer(nn.Module):
         if not any(p.is_meta for p in self.parameters()):
             self.reset_parameters()
 
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        """As `nn.Module._apply` (behind `.to`, `.cuda`, `.half`), except that the rotary angles stay
+        float32 when the weights change dtype (`model.to(torch.bfloat16)`), as the original's do."""
+        super()._apply(fn, recurse)
+        if self.rotary.dtype != torch.float32:
+            self.rotary = rotary_table(self.config).to(self.rotary.device)
+        return self
+
     def reset_parameters(self) -> None:
         """The original's initialisation: every linear and embedding weight normal(0, init_std),
         the output heads zero, the norms one."""

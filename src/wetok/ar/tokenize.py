@@ -39,6 +39,7 @@ from PIL import Image
 
 from ..distributed import Distributed, decided_by_main, gather_objects
 from ..errors import WetokError
+from ..execution import PRECISIONS
 from ..files import check_json_record, write_json_record
 from ..images import DEFAULT_MAX_PIXELS, center_crop, check_target_pixels, read_image, shorter_side_target, to_tensor
 from ..sources import LabelledImages, labelled_images
@@ -105,7 +106,9 @@ class TokenizeSettings:
     """What `tokenize` makes. size: the image side in pixels (a multiple of the tokenizer's
     downsample factor); augment: "none", "flip" or "tencrop"; crop_range: ten-crop's enlargement
     (>= 1, used with "tencrop" only); shard_size: images per shard; batch_size: images per
-    forward pass; workers: image-loading processes per tokenizing process (0: in the process)."""
+    forward pass; workers: image-loading processes per tokenizing process (0: in the process);
+    precision: the tokenizer's working precision (`wetok.execution`; fp32, the default, gives
+    the released models' tokens exactly, bf16 and fp16 a few differ), recorded with the run."""
 
     size: int = 256
     augment: str = "flip"
@@ -113,8 +116,11 @@ class TokenizeSettings:
     shard_size: int = 10000
     batch_size: int = 32
     workers: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise WetokError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.augment not in AUGMENT_VIEWS:
             raise WetokError(f"unknown augmentation {self.augment!r}; use {', '.join(AUGMENT_VIEWS)}")
         for key in ("size", "shard_size", "batch_size"):
@@ -155,7 +161,8 @@ def settings_record(tokenizer: dict[str, Any], images: LabelledImages, settings:
     return {"format": SETTINGS_FORMAT, "version": VERSION,
             "tokenizer": tokenizer,
             "size": settings.size, "augment": settings.augment, "views": settings.views,
-            "crop_range": settings.recorded_crop_range, "shard_size": settings.shard_size, "classes": images.classes,
+            "crop_range": settings.recorded_crop_range, "shard_size": settings.shard_size, "precision": settings.precision,
+            "classes": images.classes,
             "files": len(images.files), "files_sha256": _files_digest(images)}
 
 
@@ -206,11 +213,14 @@ class _Plan:
 
 
 def tokenize(model: Tokenizer, data: str | Path, output: str | Path, settings: TokenizeSettings, *, info: Distributed,
-             layout: str = "auto", split: str = "train", progress: bool | None = None) -> TokenizeResult:
+             layout: str = "auto", split: str = "train", progress: bool | None = None,
+             compile: bool = False, channels_last: bool | None = None) -> TokenizeResult:
     """Tokenize the labelled image folder `data` (`labelled_images(data, layout, split)`) into the
-    shard directory `output` with `model`; this process encodes its share of the shards not yet
+    shard directory `output` with `model` (float32 weights: the manifest fingerprints them, and
+    `settings.precision` is applied after); this process encodes its share of the shards not yet
     written. Call on every process of the job. Returns once the manifest exists (process 0 writes
-    it). `progress`: a bar with images/s on process 0 (None: on a terminal only)."""
+    it). `progress`: a bar with images/s on process 0 (None: on a terminal only); `compile` and
+    `channels_last`: how the tokenizer runs (`Tokenizer.set_execution`)."""
     output = Path(output)
     if settings.size % model.downsample:
         raise WetokError(f"--size {settings.size} is not a multiple of the tokenizer's downsample factor {model.downsample}")
@@ -218,6 +228,7 @@ def tokenize(model: Tokenizer, data: str | Path, output: str | Path, settings: T
     start = time.perf_counter()
     # every process works from process 0's listing
     plan = decided_by_main(lambda: _prepare(model, Path(data), output, settings, layout, split), info)
+    model.set_execution(settings.precision, channels_last=channels_last, compile=compile)
     mine = plan.pending[info.rank::info.world]
     processed, skipped = _encode_shards(model, plan.images, output, settings, mine, info, progress)
     reports = cast("list[tuple[int, list[tuple[str, str]]]]", gather_objects((processed, skipped), info))  # all shards written

@@ -17,6 +17,7 @@ from ..codec import Codec
 from ..config import PRESETS
 from ..distributed import resolve_device
 from ..errors import WetokError
+from ..execution import PRECISIONS, Execution, runs_natively
 from ..images import DEFAULT_MAX_PIXELS, MAX_SIZE
 from ..tiling import STATS_MODES, TileSpec
 from ..tokenizer import Tokenizer
@@ -97,6 +98,36 @@ def add_model(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--preset", metavar="NAME", help=f"released model: {', '.join(PRESETS)} (with --ckpt: its architecture)")
     group.add_argument("--weights", choices=("ema", "raw"), default="ema", help="EMA (default, as released tools) or raw weights")
     add_device(group)
+    add_execution(group)
+
+
+def add_execution(group: argparse._ArgumentGroup) -> None:
+    """--precision and --compile: how the tokenizer runs (`wetok.execution`)."""
+    add_precision(group, "fp32 (default: exactly the released models' tokens), or bf16 / fp16: weights and "
+                  "activations in 16 bits, channels_last; faster on GPUs and on CPUs with AMX or AVX512-BF16, "
+                  "a few tokens differ (docs/speed.md)")
+    group.add_argument("--channels-last", action="store_true",
+                       help="activations in NHWC layout (always so with bf16/fp16); with fp32 faster on most CPUs, "
+                       "tokens equal up to float32 rounding")
+    group.add_argument("--compile", action="store_true",
+                       help="run the tokenizer through torch.compile (each new image size compiles first: tens of seconds)")
+
+
+def add_precision(group: argparse._ArgumentGroup, help: str) -> None:
+    """--precision: fp32 (default), bf16 or fp16."""
+    group.add_argument("--precision", choices=PRECISIONS, default="fp32", help=help)
+
+
+def execution_of(args: argparse.Namespace) -> Execution:
+    """The `Execution` that --precision, --channels-last and --compile name."""
+    return Execution(args.precision, True if args.channels_last else None, args.compile)
+
+
+def warn_if_emulated(execution: Execution, device: torch.device) -> None:
+    """One line on stderr when `device` has no arithmetic for the precision asked for."""
+    if runs_natively(execution.precision, device) is False:
+        print(f"wetok: warning: this {device.type.upper()} has no {execution.precision} arithmetic (on a CPU: AVX512-BF16/FP16 "
+              f"or AMX); {execution.precision} is emulated and slower than fp32 here", file=sys.stderr)
 
 
 def add_device(group: argparse._ArgumentGroup) -> None:
@@ -123,16 +154,19 @@ def load_model(args: argparse.Namespace) -> Tokenizer:
     if args.preset and args.preset not in PRESETS:
         raise WetokError(f"unknown preset {args.preset!r}; known presets: {', '.join(PRESETS)}")
     device = checked_device(args.device)
+    ex = execution_of(args)
+    warn_if_emulated(ex, device)
+    run = {"device": device, "precision": ex.precision, "channels_last": ex.channels_last, "compile": ex.compile}
     if args.ckpt:
-        return load(args.ckpt, config=args.config or args.preset, weights=args.weights, device=device, trust_pickle=args.trust_pickle)
+        return load(args.ckpt, config=args.config or args.preset, weights=args.weights, trust_pickle=args.trust_pickle, **run)
     if args.preset:
-        return load(args.preset, weights=args.weights, device=device, trust_pickle=args.trust_pickle)
+        return load(args.preset, weights=args.weights, trust_pickle=args.trust_pickle, **run)
     if not default_model_available():
         raise WetokError(
             "no model given, and this wetok build has no default model yet: "
             f"pass --preset NAME ({', '.join(PRESETS)}) or --ckpt FILE [--config YAML]"
         )
-    return load(None, device=device)
+    return load(None, **run)
 
 
 def add_size(parser: argparse.ArgumentParser) -> None:
@@ -190,6 +224,8 @@ def make_codec(args: argparse.Namespace, *, sized: bool, decodes: bool) -> Codec
     progress = False if args.no_progress else None
     device = checked_device(args.device)  # a missing CUDA device is one line before anything loads
     model = load_model(args) if sized or model_given(args) else None
+    if model is None:
+        warn_if_emulated(execution_of(args), device)
     if model is not None and tile is not None:
         check_tile(tile, model.downsample)
     sizing = {"size": args.size, "resize": args.resize, "max_pixels": args.max_pixels or None} if sized else {}
@@ -201,6 +237,7 @@ def make_codec(args: argparse.Namespace, *, sized: bool, decodes: bool) -> Codec
         progress=progress,
         device=device,
         weights=args.weights,
+        execution=execution_of(args),
         **sizing,
     )
 

@@ -78,14 +78,19 @@ def run(args: argparse.Namespace) -> int:
     if not args.timeout_minutes > 0:
         raise WetokError("--timeout-minutes must be positive")
     settings = TokenizeSettings(size=args.size, augment=args.augment, crop_range=args.crop_range, shard_size=args.shard_size,
-                                batch_size=args.batch_size, workers=args.workers)
+                                batch_size=args.batch_size, workers=args.workers, precision=args.precision)
     info = init_distributed(args.device, timeout_minutes=args.timeout_minutes)
     ok = False
     try:
-        model = options.load_model(argparse.Namespace(**{**vars(args), "device": str(info.device)}))
+        # loaded in float32, whose weights the manifest fingerprints; tokenize() applies --precision
+        loading = {**vars(args), "device": str(info.device), "precision": "fp32", "channels_last": False,
+                   "compile": False}
+        options.warn_if_emulated(options.execution_of(args), info.device)
+        model = options.load_model(argparse.Namespace(**loading))
         try:
             result = tokenize(model, args.data, args.output, settings, info=info, layout=args.layout, split=args.split,
-                              progress=False if args.no_progress else None)
+                              progress=False if args.no_progress else None, compile=args.compile,
+                              channels_last=True if args.channels_last else None)
         except WetokError:
             raise
         except Exception as exc:  # a collective failing: another process stopped

@@ -38,10 +38,19 @@ class ResBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(norm_silu(self.norm1, x))
+        h = self.conv2(norm_silu(self.norm2, h))
         shortcut = x if self.nin_shortcut is None else self.nin_shortcut(x)
-        return h + shortcut
+        return h.add_(shortcut) if not h.requires_grad else h + shortcut
+
+
+def norm_silu(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """SiLU(norm(x)), the pair every block starts with: (B, C, H, W) -> same shape, dtype and
+    memory layout. Without autograd the SiLU runs in place on the norm's fresh output, which saves
+    a full-size allocation and a pass over memory; the values are the same either way. (Eager
+    PyTorch has no fused GroupNorm + SiLU kernel; `torch.compile` fuses the two.)"""
+    h = norm(x)
+    return F.silu(h, inplace=not h.requires_grad)
 
 
 def depth_to_space(x: torch.Tensor, block: int) -> torch.Tensor:
@@ -49,10 +58,15 @@ def depth_to_space(x: torch.Tensor, block: int) -> torch.Tensor:
 
     (B, C*block*block, H, W) -> (B, C, H*block, W*block); output channel c at sub-position (i, j)
     comes from input channel (i*block + j)*C + c. (PyTorch's `pixel_shuffle` uses c*block*block +
-    i*block + j instead, so the two are not interchangeable.)
+    i*block + j instead, so the two are not interchangeable.) A channels_last input gives a
+    channels_last output (the same values), a contiguous one a contiguous output.
     """
     b, c, h, w = x.shape
     out_c = c // (block * block)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        # NHWC in, NHWC out: one copy that keeps the layout the next convolution wants
+        nhwc = x.permute(0, 2, 3, 1).reshape(b, h, w, block, block, out_c).permute(0, 1, 3, 2, 4, 5)
+        return nhwc.reshape(b, h * block, w * block, out_c).permute(0, 3, 1, 2)
     x = x.view(b, block, block, out_c, h, w).permute(0, 3, 4, 1, 5, 2)
     return x.reshape(b, out_c, h * block, w * block)
 
@@ -76,7 +90,8 @@ class AdaptiveGroupNorm(nn.Module):
 
     The latent's per-channel spatial standard deviation (unbiased variance + eps, square root)
     goes through `gamma` to give the scale, its per-channel spatial mean through `beta` to give
-    the shift. x (B, channels, H, W), style (B, latent_channels, h, w) -> (B, channels, H, W).
+    the shift. x (B, channels, H, W), style (B, latent_channels, h, w) -> (B, channels, H, W), of
+    x's dtype and memory layout. The style's statistics are taken in float32 whatever the dtype.
     """
 
     def __init__(self, latent_channels: int, channels: int, norm_groups: int = GROUPNORM_GROUPS) -> None:
@@ -86,8 +101,12 @@ class AdaptiveGroupNorm(nn.Module):
         self.beta = nn.Linear(latent_channels, channels)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        flat = style.flatten(2)
+        flat = style.flatten(2).float()
+        dtype = self.gamma.weight.dtype
         std = (flat.var(dim=-1) + GROUPNORM_EPS).sqrt()
-        scale = self.gamma(std)[:, :, None, None]
-        shift = self.beta(flat.mean(dim=-1))[:, :, None, None]
-        return self.norm(x) * scale + shift
+        scale = self.gamma(std.to(dtype))[:, :, None, None]
+        shift = self.beta(flat.mean(dim=-1).to(dtype))[:, :, None, None]
+        normed = self.norm(x)
+        if normed.requires_grad or scale.requires_grad:
+            return normed * scale + shift
+        return normed.mul_(scale).add_(shift)  # in place: no second full-size tensor, layout kept
