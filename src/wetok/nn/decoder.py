@@ -8,6 +8,7 @@ from torch import nn
 
 from ..config import TokenizerConfig
 from .blocks import AdaptiveGroupNorm, ResBlock, Upsampler, group_norm
+from .encoder import Stage, StageRunner, fold_leading, run_stages
 
 
 class Decoder(nn.Module):
@@ -21,7 +22,13 @@ class Decoder(nn.Module):
     With `config.generative` (the generative decoder, GD) the input conv takes 2C channels: the
     quantized latent concatenated on the channel axis with standard-normal noise of its shape.
     The adaptive norms are conditioned on the quantized latent alone.
+
+    `stages(quantized)` lists the computation as stages (the first takes the input conv's input);
+    `stage_runner`, when set, runs them in place of `run_stages` (it must compute the same
+    composition).
     """
+
+    stage_runner: StageRunner | None = None
 
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
@@ -63,18 +70,34 @@ class Decoder(nn.Module):
                 raise ValueError("the generative decoder needs a noise tensor of the latent's shape")
             if noise.shape != quantized.shape:
                 raise ValueError(f"noise shape {tuple(noise.shape)} differs from latent shape {tuple(quantized.shape)}")
-            x = self.conv_in(torch.cat([quantized, noise.to(quantized.dtype)], dim=1))
+            x = torch.cat([quantized, noise.to(quantized.dtype)], dim=1)
         else:
             if noise is not None:
                 raise ValueError("this decoder is not generative: it takes no noise")
-            x = self.conv_in(quantized)
-        for block in self.mid_block:
-            x = block(x)
+            x = quantized
+        return (self.stage_runner or run_stages)(self.stages(quantized), x)
+
+    def stages(self, quantized: torch.Tensor) -> list[Stage]:
+        """The forward pass as stages, for the quantized latent (B, C, h, w) that conditions the
+        adaptive norms: each residual block and each upsampler in turn, then the head (GroupNorm,
+        SiLU, 3x3 conv to RGB). The input conv (on the latent, or latent and noise concatenated)
+        and each adaptive norm share the stage of the block after them, as they are cheap: tiled
+        processing then keeps their input (the latent; an upsampler's output) rather than a
+        second activation of the same size."""
+        layers: list[tuple[Stage, bool]] = [(self.conv_in, True), *((block, False) for block in self.mid_block)]
         for level in reversed(range(len(self.up))):
-            x = self.adaptive[level](x, quantized)
-            stage = self.up[level]
-            for block in stage.block:
-                x = block(x)
-            if hasattr(stage, "upsample"):
-                x = stage.upsample(x)
+            layers.append((_conditioned(self.adaptive[level], quantized), True))
+            layers.extend((block, False) for block in self.up[level].block)
+            if hasattr(self.up[level], "upsample"):
+                layers.append((self.up[level].upsample, False))
+        layers.append((self.head, False))
+        return fold_leading(layers)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage: (B, width, H, W) -> image (B, 3, H, W)."""
         return self.conv_out(F.silu(self.norm_out(x)))
+
+
+def _conditioned(norm: AdaptiveGroupNorm, style: torch.Tensor) -> Stage:
+    """The stage `x -> norm(x, style)` (style passed positionally, as forward hooks see it)."""
+    return lambda x: norm(x, style)
