@@ -56,6 +56,8 @@ def test_round_trip_through_yaml(tmp_path):
         (["train.stage=3"], "train.stage must be 1 or 2"),
         (["train.stage=2"], "stage 2 starts from a stage-1 model: set init.checkpoint"),
         (["train.precision=fp8"], "train.precision must be fp32, bf16 or fp16"),
+        (["train.channels_last=1"], "train.channels_last: expected true or false, got 1"),
+        (["train.channels_last=nhwc"], "train.channels_last: expected true or false, got 'nhwc'"),
         (["train.timeout_minutes=0"], "train.timeout_minutes must be above 0"),
         (["train.timeout_minutes=.nan"], "train.timeout_minutes must be above 0"),
         (["data.size=30"], "data.size 30 is not a multiple of the downsample factor 4"),
@@ -95,6 +97,15 @@ def test_preset_architecture():
     assert (tc.channels, tc.latent_channels, tc.groups, tc.name) == (256, 64, 8, None)
     stage2 = TrainConfig.from_dict({"model": {"preset": "general-cr24"}, "train": {"stage": 2}, "init": {"checkpoint": "a"}})
     assert stage2.tokenizer_config().generative
+
+
+def test_channels_last_is_on_by_default_and_reads_from_yaml(tmp_path):
+    assert TrainConfig().train.channels_last is True
+    assert load_train_config(TINY_CONFIG).train.channels_last is True
+    assert load_train_config(TINY_CONFIG, ["train.channels_last=false"]).train.channels_last is False
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  channels_last: no\n")  # YAML 1.1 booleans, as yaml.safe_load reads them
+    assert load_train_config(path).train.channels_last is False
 
 
 def test_exponent_without_dot_is_a_number():

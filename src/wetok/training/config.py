@@ -115,12 +115,25 @@ class OptimSection:
 
 @dataclass(frozen=True)
 class TrainSection:
-    """Length, precision, checkpoints, logging."""
+    """Length, precision, memory layout, checkpoints, logging.
+
+    `channels_last` (default true) keeps the tokenizer's, the discriminator's and the LPIPS
+    network's 4-D weights and every input batch in NHWC memory layout (`torch.channels_last`),
+    the layout oneDNN's CPU convolutions and cuDNN's tensor-core kernels are built for. On by
+    default because it is a speed setting that costs nothing else: the same weights, optimizer,
+    data and order of operations, only convolution kernels that round differently (the first
+    step's loss agrees to float32 rounding; later steps drift as any two float32 runs on
+    different kernels do: `benchmarks/train.py --loss-curve`, docs/training.md). Measured on an
+    AMD EPYC (Zen 3), AVX2: bf16 autocast 3.6x faster with it, fp32 the same. Optimizer state
+    follows the parameters' layout; the EMA weights, the exported model and the checkpoints stay
+    contiguous NCHW, so a checkpoint resumes under either setting. `false`: NCHW throughout.
+    """
 
     stage: int = 1  # 1: plain decoder, all losses; 2: generative decoder, encoder+quantizer frozen
     steps: int = 1000  # total optimizer steps
     seed: int = 0  # seeds weights, data order and augmentation
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 uses a gradient scaler)
+    channels_last: bool = True  # tokenizer, discriminator, LPIPS and batches in NHWC layout (speed only; see above)
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
     threads: int | None = None  # torch CPU threads per process (null = torch's default)
     ckpt_every: int = 1000  # write a checkpoint every this many steps (and at the end)

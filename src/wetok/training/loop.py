@@ -12,11 +12,17 @@ Randomness: the weights from `train.seed`; data order and augmentation from per-
 (`decoder_noise`); nothing else draws from the global RNG, whose per-rank state a checkpoint
 still saves and a resumed run restores last. So a resumed run, or a torchrun restart (which
 resumes by itself), continues exactly as the uninterrupted run would have, on CPU.
+
+Memory layout (`train.channels_last`, on by default): the tokenizer, the discriminator, the LPIPS
+network and each batch are channels_last (NHWC); the optimizer state follows its parameters. The
+EMA copy and every checkpoint stay contiguous (NCHW), so a checkpoint is the same whichever
+layout wrote it, and a run resumes under either setting.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
 import signal
@@ -40,7 +46,7 @@ from ..runs.logs import RunLog, write_run_config
 from ..runs.schedule import lr_factor
 from ..runs.signals import StopRequest, check_finite, run_steps
 from ..tokenizer import Tokenizer
-from .config import TrainConfig
+from .config import TrainConfig, TrainSection
 from .data import RandomCrop, evaluation_images, sample_seed, training_batches
 from .initial import load_initial_weights
 from .objective import discriminator_terms, generator_terms
@@ -88,17 +94,27 @@ def build_parts(cfg: TrainConfig, device: torch.device, *, load_initial: bool = 
         notes.append("stage 2: encoder and quantizer frozen, generative decoder trained, new discriminator")
     model.to(device)
     discriminator.to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
     optim = cfg.optim
+    ema = EMA(model, optim.ema_decay)  # copied before the layout changes: the EMA weights stay contiguous
+    # float32 master weights (autocast computes in bf16/fp16); the tokenizer then keeps its
+    # inputs in the chosen layout too
+    model.set_execution("fp32", channels_last=cfg.train.channels_last)
+    discriminator.to(memory_format=memory_format(cfg.train))
+    trainable = [p for p in model.parameters() if p.requires_grad]
     return Parts(
         model=model,
-        ema=EMA(model, optim.ema_decay),
+        ema=ema,
         discriminator=discriminator,
         lecam=LeCAM(cfg.loss.lecam_decay).to(device),
         optimizer=torch.optim.Adam(trainable, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay),
         disc_optimizer=torch.optim.Adam(discriminator.parameters(), lr=optim.disc_lr, betas=optim.betas, weight_decay=optim.weight_decay),
         scaler=torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16"),
     ), notes
+
+
+def memory_format(train: TrainSection) -> torch.memory_format:
+    """torch.channels_last with `train.channels_last`, else torch.contiguous_format."""
+    return torch.channels_last if train.channels_last else torch.contiguous_format
 
 
 def set_train_mode(model: Tokenizer, stage: int) -> None:
@@ -125,12 +141,13 @@ def build_perceptual(cfg: TrainConfig, device: torch.device) -> nn.Module | None
             f"{exc} (training config: loss.perceptual_backbone_weights / loss.perceptual_head_weights; "
             "or loss.perceptual_weight: 0 to train without LPIPS)"
         ) from None
-    return net.to(device).eval().requires_grad_(False)
+    return net.to(device, memory_format=memory_format(cfg.train)).eval().requires_grad_(False)
 
 
 def checkpoint_payload(cfg: TrainConfig, parts: Parts, info: Distributed) -> dict[str, Any]:
-    """The state to save (gathers every rank's RNG state; call on all ranks)."""
-    return {
+    """The state to save (gathers every rank's RNG state; call on all ranks). Every tensor is
+    contiguous (`contiguous_state`): the file does not depend on `train.channels_last`."""
+    return contiguous_state({
         "config": cfg.to_dict(),
         "tokenizer_config": parts.model.config.to_dict(),
         "model": parts.model.state_dict(),
@@ -141,7 +158,37 @@ def checkpoint_payload(cfg: TrainConfig, parts: Parts, info: Distributed) -> dic
         "disc_optimizer": parts.disc_optimizer.state_dict(),
         "scaler": parts.scaler.state_dict(),
         "rng": rng_states(info),
-    }
+    })
+
+
+def contiguous_state(value: Any) -> Any:
+    """`value` with every tensor inside (dicts and lists, nested) made contiguous (NCHW for 4-D
+    weights; a contiguous tensor is itself, a channels_last one a copy). Dicts are copied, never
+    changed: an optimizer's `state_dict()` shares its per-parameter dicts with the live state;
+    a module's state dict keeps its class and `_metadata`."""
+    if isinstance(value, torch.Tensor):
+        return value.contiguous()
+    if isinstance(value, dict):
+        out = copy.copy(value)
+        for key, item in value.items():
+            out[key] = contiguous_state(item)
+        return out
+    if isinstance(value, list):
+        return [contiguous_state(item) for item in value]
+    return value
+
+
+def follow_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give each optimizer state tensor of its parameter's shape (Adam's moments) that
+    parameter's memory layout, after `load_state_dict` from a (contiguous) checkpoint: the
+    update is elementwise, so the values are the same either way, and matching layouts keep
+    the fused update on its fast path."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, item in state.items():
+                if isinstance(item, torch.Tensor) and item.shape == param.shape and item.stride() != param.stride():
+                    state[key] = torch.empty_like(param, dtype=item.dtype).copy_(item)
 
 
 def restore(parts: Parts, state: dict[str, Any], info: Distributed, *, rng: bool = True) -> None:
@@ -152,6 +199,8 @@ def restore(parts: Parts, state: dict[str, Any], info: Distributed, *, rng: bool
     parts.lecam.load_state_dict(state["lecam"])
     parts.optimizer.load_state_dict(state["optimizer"])
     parts.disc_optimizer.load_state_dict(state["disc_optimizer"])
+    follow_parameter_layout(parts.optimizer)
+    follow_parameter_layout(parts.disc_optimizer)
     parts.scaler.load_state_dict(state["scaler"])
     if rng:
         restore_rng(state["rng"], info)
@@ -166,7 +215,8 @@ def decoder_noise(cfg: TrainConfig, model: Tokenizer, images: torch.Tensor, rank
     f = model.downsample
     shape = (images.shape[0], model.config.latent_channels, images.shape[2] // f, images.shape[3] // f)
     seed = sample_seed(cfg.train.seed + 0x5EED, step * cfg.optim.grad_accum + micro, rank)
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(images.device)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    return noise.to(images.device, memory_format=memory_format(cfg.train))
 
 
 def _scaled_backward(scaler: torch.amp.GradScaler, loss: torch.Tensor) -> None:
@@ -274,8 +324,9 @@ def _prepare_run(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool | str
         write_run_config(run_dir, cfg.to_yaml())
     model = parts.model
     say(f"wetok train: {model.config.describe()}; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    layout = "channels_last" if t.channels_last else "contiguous"
     say(f"wetok train: stage {t.stage}, {info.world} process(es) on {info.device}, batch {cfg.data.batch_size} x {optim.grad_accum} "
-        f"x {info.world} of {cfg.data.size}px, {t.precision}")
+        f"x {info.world} of {cfg.data.size}px, {t.precision}, {layout}")
     for note in notes:
         say(f"wetok train: {note}")
     batches, heldout = _build_data(cfg, data, start, info, say)
@@ -413,7 +464,7 @@ def _generator_step(
     for i in range(accum):
         images, skipped = next(run.batches)
         run.skipped += skipped
-        images = images.to(info.device, non_blocking=True)
+        images = images.to(info.device, non_blocking=True).contiguous(memory_format=memory_format(cfg.train))
         sync = i == accum - 1 or not info.enabled
         noise = decoder_noise(cfg, model, images, info.rank, step, i)
         with (contextlib.nullcontext() if sync else run.wrapped_model.no_sync()), run.autocast():
