@@ -99,13 +99,22 @@ def test_preset_architecture():
     assert stage2.tokenizer_config().generative
 
 
-def test_channels_last_is_on_by_default_and_reads_from_yaml(tmp_path):
-    assert TrainConfig().train.channels_last is True
-    assert load_train_config(TINY_CONFIG).train.channels_last is True
-    assert load_train_config(TINY_CONFIG, ["train.channels_last=false"]).train.channels_last is False
+def test_channels_last_follows_the_precision_unless_set(tmp_path):
+    assert TrainConfig().train.channels_last is None and not TrainConfig().train.nhwc  # fp32: contiguous
+    assert load_train_config(TINY_CONFIG, ["train.precision=bf16"]).train.nhwc
+    assert load_train_config(TINY_CONFIG, ["train.precision=fp16"]).train.nhwc
+    assert load_train_config(REPO / "configs" / "default-model.yaml").train.nhwc  # bf16
+    assert load_train_config(TINY_CONFIG, ["train.channels_last=true"]).train.nhwc
+    assert not load_train_config(TINY_CONFIG, ["train.precision=bf16", "train.channels_last=false"]).train.nhwc
     path = tmp_path / "c.yaml"
-    path.write_text("train:\n  channels_last: no\n")  # YAML 1.1 booleans, as yaml.safe_load reads them
+    path.write_text("train:\n  precision: bf16\n  channels_last: no\n")  # YAML 1.1 booleans, as yaml.safe_load reads them
     assert load_train_config(path).train.channels_last is False
+    path.write_text("train:\n  precision: bf16\n  channels_last: null\n")
+    cfg = load_train_config(path)
+    assert cfg.train.channels_last is None and cfg.train.nhwc
+    again = tmp_path / "again.yaml"
+    again.write_text(cfg.to_yaml())
+    assert load_train_config(again) == cfg
 
 
 def test_exponent_without_dot_is_a_number():

@@ -145,8 +145,7 @@ def test_stage2_starts_where_stage1_ended_and_trains_the_decoder_only(stage1_run
     assert parts.model.config.generative and any("stage 2" in n for n in notes)
     stage1 = wetok.load(stage1_run / "model")
     images = torch.rand(2, 3, 32, 32) * 2 - 1
-    parts.model.eval().set_execution("fp32", channels_last=False)  # as the exported model runs (NHWC rounds differently)
-    start = parts.model.reconstruct(images, generator=torch.Generator().manual_seed(1))
+    start = parts.model.eval().reconstruct(images, generator=torch.Generator().manual_seed(1))
     assert torch.equal(start, stage1.reconstruct(images))
     assert loop.train(cfg, data, tmp_path, progress=False) == 0
     metrics = read_metrics(tmp_path)
@@ -170,8 +169,7 @@ def test_deepened_model_starts_where_the_checkpoint_ended_and_grows(stage1_run, 
     assert state["decoder.up.1.block.1.conv1.weight"].abs().sum() > 0  # fresh, not zero: it learns once conv2 moves
     shallow = wetok.load(stage1_run / "model")
     images = torch.rand(2, 3, 32, 32) * 2 - 1
-    parts.model.eval().set_execution("fp32", channels_last=False)  # as the exported model runs
-    assert torch.equal(parts.model.reconstruct(images), shallow.reconstruct(images))
+    assert torch.equal(parts.model.eval().reconstruct(images), shallow.reconstruct(images))
     assert loop.train(cfg, data, tmp_path, progress=False) == 0
     after = read_checkpoint(tmp_path / "checkpoints" / "step-00000002.pt")["model"]
     assert after["decoder.mid_block.2.conv2.weight"].abs().sum() > 0
@@ -395,31 +393,39 @@ def within_rounding(step):
     return 1e-3 if step <= 3 else 2e-2
 
 
-def test_channels_last_losses_match_contiguous_within_rounding(stage1_run, data, tmp_path):
-    """The same 4 steps (GAN from step 2) on contiguous tensors: the shared fixture trains under
-    the default channels_last. Step 1 (same weights, same batch) differs by convolution rounding
-    alone; later steps carry the difference on through the updates (`within_rounding`)."""
-    cfg = load_train_config(TINY_CONFIG, ["train.channels_last=false"])
-    assert load_train_config(TINY_CONFIG).train.channels_last
-    assert loop.train(cfg, data, tmp_path, progress=False) == 0
-    nhwc, nchw = read_metrics(stage1_run), read_metrics(tmp_path)
-    assert [m["step"] for m in nchw] == [1, 2, 3, 4]
+@pytest.fixture(scope="module")
+def nhwc_run(tmp_path_factory, data):
+    """The shared 4-step stage-1 run (`stage1_run`, fp32, so contiguous by default) with
+    `train.channels_last: true`."""
+    run = tmp_path_factory.mktemp("nhwc")
+    assert loop.train(load_train_config(TINY_CONFIG, ["train.channels_last=true"]), data, run, progress=False) == 0
+    return run
+
+
+def test_channels_last_losses_match_contiguous_within_rounding(stage1_run, nhwc_run):
+    """The same 4 steps (GAN from step 2) in both layouts. Step 1 (same weights, same batch)
+    differs by convolution rounding alone; later steps carry the difference on through the
+    updates (`within_rounding`)."""
+    assert not load_train_config(TINY_CONFIG).train.nhwc
+    nchw, nhwc = read_metrics(stage1_run), read_metrics(nhwc_run)
+    assert [m["step"] for m in nhwc] == [1, 2, 3, 4]
     assert nchw[0]["train/total"] != nhwc[0]["train/total"]  # different kernels did run
-    assert nchw[0]["train/l1"] == pytest.approx(nhwc[0]["train/l1"], rel=1e-6)
-    assert nchw[0]["train/total"] == pytest.approx(nhwc[0]["train/total"], rel=5e-5)
-    for a, b in zip(nhwc, nchw):
+    assert nhwc[0]["train/l1"] == pytest.approx(nchw[0]["train/l1"], rel=1e-6)
+    assert nhwc[0]["train/total"] == pytest.approx(nchw[0]["train/total"], rel=5e-5)
+    for a, b in zip(nchw, nhwc):
         for key in ("train/total", "train/l1", "train/entropy", "train/commitment", "train/gan", "train/disc_total"):
             assert (key in a) == (key in b), (a["step"], key)
             if key in a:
                 assert b[key] == pytest.approx(a[key], rel=within_rounding(a["step"])), (a["step"], key)
 
 
-def test_a_checkpoint_is_contiguous_and_resumes_under_either_layout(stage1_run, data, tmp_path):
-    """A channels_last run's checkpoint holds contiguous tensors only, loads into a plain model,
-    and resumes as a contiguous run; a contiguous run's checkpoint resumes as a channels_last
-    one. The optimizer state takes its parameters' layout; the losses stay within rounding of
-    the uninterrupted channels_last run."""
-    state = read_checkpoint(stage1_run / "checkpoints" / "step-00000002.pt")
+@pytest.mark.parametrize("first, then", [(True, True), (True, False), (False, True)])
+def test_a_checkpoint_is_contiguous_and_resumes_under_either_layout(stage1_run, nhwc_run, data, tmp_path, first, then):
+    """A run's checkpoint holds contiguous tensors only, whatever its layout, and loads into a
+    plain model. Written with channels_last `first`, resumed with `then`: the optimizer state
+    takes its parameters' layout; the resumed run reproduces the uninterrupted one exactly in the
+    same layout, and within rounding in the other."""
+    state = read_checkpoint((nhwc_run if first else stage1_run) / "checkpoints" / "step-00000002.pt")
     tensors = [*state["model"].values(), *state["ema"]["model"].values(), *state["discriminator"].values()]
     tensors += [t for s in (state["optimizer"], state["disc_optimizer"]) for per in s["state"].values() for t in per.values()]
     assert sum(t.dim() == 4 and t.shape[-1] > 1 for t in tensors) > 20 and all(t.is_contiguous() for t in tensors)
@@ -427,25 +433,25 @@ def test_a_checkpoint_is_contiguous_and_resumes_under_either_layout(stage1_run, 
     plain.load_state_dict(state["model"])
     assert all(torch.equal(plain.state_dict()[k], v) for k, v in state["model"].items())
 
-    for first, then in ((True, False), (False, True)):
-        cfg = load_train_config(TINY_CONFIG, [f"train.channels_last={then}"])
-        parts, _ = loop.build_parts(cfg, CPU.device)
-        loop.restore(parts, state, CPU, rng=False)
-        moments = [(p, parts.optimizer.state[p]["exp_avg"]) for p in parts.optimizer.state]
-        assert moments and all(m.stride() == p.stride() for p, m in moments)
-        assert any(is_nhwc(m) for _, m in moments) == then
-        payload = loop.checkpoint_payload(cfg, parts, CPU)  # contiguous copies; the live state keeps its layout
-        assert all(t.is_contiguous() for t in payload["model"].values())
-        assert all(m.stride() == p.stride() for p, m in moments)
+    cfg = load_train_config(TINY_CONFIG, [f"train.channels_last={then}"])
+    parts, _ = loop.build_parts(cfg, CPU.device)
+    loop.restore(parts, state, CPU, rng=False)
+    moments = [(p, parts.optimizer.state[p]["exp_avg"]) for p in parts.optimizer.state]
+    assert moments and all(m.stride() == p.stride() for p, m in moments)
+    assert any(is_nhwc(m) for _, m in moments) == then
+    payload = loop.checkpoint_payload(cfg, parts, CPU)  # contiguous copies; the live state keeps its layout
+    assert all(t.is_contiguous() for t in payload["model"].values())
+    assert all(m.stride() == p.stride() for p, m in moments)
 
-        run = tmp_path / f"from-{first}"
-        assert loop.train(load_train_config(TINY_CONFIG, ["train.steps=2", f"train.channels_last={first}"]), data, run,
-                          progress=False) == 0
-        assert loop.train(cfg, data, run, resume=True, progress=False) == 0
-        straight, resumed = logged(stage1_run), logged(run)
-        assert [m["step"] for m in resumed] == [1, 2, 3, 4]
-        if first:  # steps 1 and 2 are the fixture's own run
-            assert resumed[:2] == straight[:2]
-        for a, b in zip(straight, resumed):
-            assert b["train/total"] == pytest.approx(a["train/total"], rel=within_rounding(a["step"])), a["step"]
-        assert wetok.load(run / "model").state_dict().keys() == plain.state_dict().keys()
+    assert loop.train(load_train_config(TINY_CONFIG, ["train.steps=2", f"train.channels_last={first}"]), data, tmp_path,
+                      progress=False) == 0
+    assert loop.train(cfg, data, tmp_path, resume=True, progress=False) == 0
+    straight, resumed = logged(nhwc_run if then else stage1_run), logged(tmp_path)
+    assert [m["step"] for m in resumed] == [1, 2, 3, 4]
+    if first == then:
+        assert resumed == straight
+        assert_same_state((nhwc_run if then else stage1_run) / "checkpoints" / "step-00000004.pt",
+                          tmp_path / "checkpoints" / "step-00000004.pt")
+    for a, b in zip(straight, resumed):
+        assert b["train/total"] == pytest.approx(a["train/total"], rel=within_rounding(a["step"])), a["step"]
+    assert wetok.load(tmp_path / "model").state_dict().keys() == plain.state_dict().keys()

@@ -11,8 +11,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ..config import TokenizerConfig, get_preset
 from ..errors import ConfigError
+from ..execution import PRECISIONS, Execution
 from ..runs.schedule import schedule_errors
 from ..runs.settings import RunSettings, load_settings
 
@@ -117,23 +120,24 @@ class OptimSection:
 class TrainSection:
     """Length, precision, memory layout, checkpoints, logging.
 
-    `channels_last` (default true) keeps the tokenizer's, the discriminator's and the LPIPS
-    network's 4-D weights and every input batch in NHWC memory layout (`torch.channels_last`),
-    the layout oneDNN's CPU convolutions and cuDNN's tensor-core kernels are built for. On by
-    default because it is a speed setting that costs nothing else: the same weights, optimizer,
-    data and order of operations, only convolution kernels that round differently (the first
-    step's loss agrees to float32 rounding; later steps drift as any two float32 runs on
-    different kernels do: `benchmarks/train.py --loss-curve`, docs/training.md). Measured on an
-    AMD EPYC (Zen 3), AVX2: bf16 autocast 3.6x faster with it, fp32 the same. Optimizer state
-    follows the parameters' layout; the EMA weights, the exported model and the checkpoints stay
-    contiguous NCHW, so a checkpoint resumes under either setting. `false`: NCHW throughout.
+    `channels_last` puts the tokenizer's, the discriminator's and the LPIPS network's 4-D weights
+    and every input batch in NHWC memory layout (`torch.channels_last`); the optimizer state
+    follows its parameters, while the EMA weights, the exported model and the checkpoints stay
+    contiguous NCHW, so a checkpoint resumes under either layout. It changes the speed and the
+    rounding of the convolutions, nothing else (the first step's loss agrees to float32 rounding;
+    later steps drift as two float32 runs on different kernels do: `benchmarks/train.py
+    --loss-curve`, docs/training.md). The default, null, picks it by precision, as the inference
+    path does (`wetok.execution.Execution`): on for bf16 and fp16, whose convolution kernels are
+    NHWC-native (on an AMD EPYC (Zen 3), AVX2, bf16 trains 2.8x faster with it); off for fp32,
+    which there trains about 10% slower in NHWC (convolution and GroupNorm backward) and so keeps
+    the contiguous computation of earlier versions. true / false force it.
     """
 
     stage: int = 1  # 1: plain decoder, all losses; 2: generative decoder, encoder+quantizer frozen
     steps: int = 1000  # total optimizer steps
     seed: int = 0  # seeds weights, data order and augmentation
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 uses a gradient scaler)
-    channels_last: bool = True  # tokenizer, discriminator, LPIPS and batches in NHWC layout (speed only; see above)
+    channels_last: bool | None = None  # NHWC memory layout (speed only; see above); null: on for bf16/fp16, off for fp32
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
     threads: int | None = None  # torch CPU threads per process (null = torch's default)
     ckpt_every: int = 1000  # write a checkpoint every this many steps (and at the end)
@@ -142,6 +146,12 @@ class TrainSection:
     timeout_minutes: float = 10.0  # under torchrun: how long a process waits for the others at a collective
     log_every: int = 10  # TensorBoard scalars every this many steps
     image_every: int = 500  # reconstruction grid every this many steps
+
+    @property
+    def nhwc(self) -> bool:
+        """Whether the run uses channels_last: `channels_last`, or for null, precision bf16 or fp16
+        (the rule of `Execution.memory_format`)."""
+        return Execution(self.precision, self.channels_last).memory_format == torch.channels_last
 
 
 @dataclass(frozen=True)
@@ -180,7 +190,7 @@ def _validate(cfg: TrainConfig) -> None:
     checks = [
         (t.stage in (1, 2), f"train.stage must be 1 or 2, got {t.stage}"),
         (t.steps > 0, f"train.steps must be positive, got {t.steps}"),
-        (t.precision in ("fp32", "bf16", "fp16"), f"train.precision must be fp32, bf16 or fp16, got {t.precision!r}"),
+        (t.precision in PRECISIONS, f"train.precision must be fp32, bf16 or fp16, got {t.precision!r}"),
         (t.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {t.device!r}"),
         (t.ckpt_every > 0, "train.ckpt_every must be positive"),
         (t.keep_checkpoints > 0, "train.keep_checkpoints must be positive"),

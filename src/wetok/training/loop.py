@@ -13,10 +13,10 @@ Randomness: the weights from `train.seed`; data order and augmentation from per-
 still saves and a resumed run restores last. So a resumed run, or a torchrun restart (which
 resumes by itself), continues exactly as the uninterrupted run would have, on CPU.
 
-Memory layout (`train.channels_last`, on by default): the tokenizer, the discriminator, the LPIPS
-network and each batch are channels_last (NHWC); the optimizer state follows its parameters. The
-EMA copy and every checkpoint stay contiguous (NCHW), so a checkpoint is the same whichever
-layout wrote it, and a run resumes under either setting.
+Memory layout (`train.channels_last`; by default on for bf16/fp16, off for fp32): the
+tokenizer, the discriminator, the LPIPS network and each batch are channels_last (NHWC); the
+optimizer state follows its parameters. The EMA copy and every checkpoint stay contiguous (NCHW),
+so a checkpoint is the same whichever layout wrote it, and a run resumes under either setting.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def build_parts(cfg: TrainConfig, device: torch.device, *, load_initial: bool = 
     ema = EMA(model, optim.ema_decay)  # copied before the layout changes: the EMA weights stay contiguous
     # float32 master weights (autocast computes in bf16/fp16); the tokenizer then keeps its
     # inputs in the chosen layout too
-    model.set_execution("fp32", channels_last=cfg.train.channels_last)
+    model.set_execution("fp32", channels_last=cfg.train.nhwc)
     discriminator.to(memory_format=memory_format(cfg.train))
     trainable = [p for p in model.parameters() if p.requires_grad]
     return Parts(
@@ -113,8 +113,8 @@ def build_parts(cfg: TrainConfig, device: torch.device, *, load_initial: bool = 
 
 
 def memory_format(train: TrainSection) -> torch.memory_format:
-    """torch.channels_last with `train.channels_last`, else torch.contiguous_format."""
-    return torch.channels_last if train.channels_last else torch.contiguous_format
+    """torch.channels_last when the run uses it (`TrainSection.nhwc`), else torch.contiguous_format."""
+    return torch.channels_last if train.nhwc else torch.contiguous_format
 
 
 def set_train_mode(model: Tokenizer, stage: int) -> None:
@@ -324,7 +324,7 @@ def _prepare_run(cfg: TrainConfig, data: Path, run_dir: Path, resume: bool | str
         write_run_config(run_dir, cfg.to_yaml())
     model = parts.model
     say(f"wetok train: {model.config.describe()}; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-    layout = "channels_last" if t.channels_last else "contiguous"
+    layout = "channels_last" if t.nhwc else "contiguous"
     say(f"wetok train: stage {t.stage}, {info.world} process(es) on {info.device}, batch {cfg.data.batch_size} x {optim.grad_accum} "
         f"x {info.world} of {cfg.data.size}px, {t.precision}, {layout}")
     for note in notes:
