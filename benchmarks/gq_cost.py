@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import cpu_description, median_seconds, peak_memory_gib, reset_peak_memory
+from timing import cpu_description, median_seconds, peak_memory_gib, proc_kib, reset_peak_memory
 
 from wetok.errors import WetokError
 from wetok.files import atomic_write
@@ -135,13 +135,8 @@ def available_bytes(device: torch.device) -> int | None:
     """Free memory of `device` (CUDA free memory, or the CPU's MemAvailable), None where unknown."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    kib = proc_kib("/proc/meminfo", "MemAvailable")
+    return None if kib is None else kib * 1024
 
 
 def held_bytes(device: torch.device) -> int:
@@ -150,12 +145,9 @@ def held_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         return torch.cuda.memory_allocated(device)
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    kib = proc_kib("/proc/self/status", "VmRSS")
+    if kib is not None:
+        return kib * 1024
     raise WetokError("peak memory on CPU needs Linux's /proc/self/status and /proc/self/clear_refs; try --device cuda")
 
 

@@ -30,6 +30,7 @@ mean PSNR of its reconstructions next to float32's.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import sys
 from collections.abc import Callable
@@ -109,9 +110,7 @@ def variant(base: wetok.Tokenizer, name: str, device: torch.device) -> wetok.Tok
     if key not in VARIANTS or extra not in ("", "compile"):
         raise SystemExit(f"unknown variant {name!r}: use {', '.join(VARIANTS)}, each optionally +compile")
     ex = VARIANTS[key]
-    model = wetok.Tokenizer(base.config).eval()
-    model.load_state_dict(base.state_dict())
-    return model.to(device).set_execution(ex.precision, channels_last=ex.channels_last, compile=extra == "compile")
+    return copy.deepcopy(base).to(device).set_execution(ex.precision, channels_last=ex.channels_last, compile=extra == "compile")
 
 
 def original_modules(root: Path, model: wetok.Tokenizer) -> tuple[nn.Module, nn.Module]:

@@ -63,10 +63,17 @@ def peak_memory_gib(device: torch.device | str) -> float:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() / 2**30
+    kib = proc_kib("/proc/self/status", "VmHWM")
+    return float("nan") if kib is None else kib / 2**20
+
+
+def proc_kib(path: str, key: str) -> int | None:
+    """The "key: N kB" line of a Linux /proc file (/proc/self/status, /proc/meminfo) as N, or None
+    where the file or the line is not there."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1])
     except OSError:
         pass
-    return float("nan")
+    return None

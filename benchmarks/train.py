@@ -46,8 +46,9 @@ import torch
 from PIL import Image
 from timing import cpu_description  # benchmarks/timing.py, beside this script
 
+from wetok.execution import PRECISIONS
+
 REPO = Path(__file__).resolve().parents[1]
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)

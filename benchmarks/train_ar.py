@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from timing import cpu_description  # benchmarks/timing.py, beside this script
 
+from wetok.execution import PRECISIONS
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -61,7 +63,7 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
 

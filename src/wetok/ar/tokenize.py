@@ -39,7 +39,7 @@ from PIL import Image
 
 from ..distributed import Distributed, decided_by_main, gather_objects
 from ..errors import WetokError
-from ..execution import PRECISIONS
+from ..execution import Execution
 from ..files import check_json_record, write_json_record
 from ..images import DEFAULT_MAX_PIXELS, center_crop, check_target_pixels, read_image, shorter_side_target, to_tensor
 from ..sources import LabelledImages, labelled_images
@@ -119,8 +119,7 @@ class TokenizeSettings:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise WetokError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        Execution(self.precision)  # the precision's own check
         if self.augment not in AUGMENT_VIEWS:
             raise WetokError(f"unknown augmentation {self.augment!r}; use {', '.join(AUGMENT_VIEWS)}")
         for key in ("size", "shard_size", "batch_size"):

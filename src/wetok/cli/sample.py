@@ -14,7 +14,7 @@ from ..ar.run import run as run_sampling
 from ..ar.sampling import SamplingSettings
 from ..distributed import init_distributed, shutdown
 from ..errors import WetokError
-from ..execution import DTYPES
+from ..execution import Execution
 from . import options
 
 DEFAULT_TIMEOUT_MINUTES = 30.0
@@ -95,11 +95,11 @@ def run(args: argparse.Namespace) -> int:
     ok = False
     try:
         device = options.checked_device(str(info.device))
-        options.warn_if_emulated(options.execution_of(argparse.Namespace(precision=args.precision, channels_last=False,
-                                                                          compile=False)), device)
+        execution = Execution(args.precision)
+        options.warn_if_emulated(execution, device)
         model = load_generator(ckpt, args.config, tokenizer=args.tokenizer, device=device, trust_pickle=args.trust_pickle)
         if args.precision != "fp32":
-            model.to(DTYPES[args.precision])
+            model.to(execution.dtype)
             if model.tokenizer is not None:
                 model.tokenizer.set_execution(args.precision)
         cfg = model.config

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import ConfigError
+from ...execution import PRECISIONS
 from ...runs.schedule import schedule_errors
 from ...runs.settings import RunSettings, load_settings
 from ..config import TransformerConfig, get_preset
@@ -156,7 +157,7 @@ def _validate(cfg: ARTrainConfig) -> None:
     t, d, o, s = cfg.train, cfg.data, cfg.optim, cfg.sample
     checks = [
         (t.steps > 0, f"train.steps must be positive, got {t.steps}"),
-        (t.precision in ("fp32", "bf16", "fp16"), f"train.precision must be fp32, bf16 or fp16, got {t.precision!r}"),
+        (t.precision in PRECISIONS, f"train.precision must be fp32, bf16 or fp16, got {t.precision!r}"),
         (t.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {t.device!r}"),
         (t.parallel in ("ddp", "fsdp"), f"train.parallel must be ddp or fsdp, got {t.parallel!r}"),
         (t.threads is None or t.threads > 0, f"train.threads must be positive or null, got {t.threads}"),
