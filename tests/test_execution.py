@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wetok import Execution, WetokError
+from wetok import Execution, Tokenizer, TokenizerConfig, WetokError
 from wetok.execution import PRECISIONS, exact_float32, runs_natively
 
 
@@ -52,17 +52,52 @@ def test_native_arithmetic_is_known_for_float32_and_answered_for_the_cpu():
     assert runs_natively("bf16", torch.device("meta")) is None
 
 
-def test_exact_float32_leaves_cpu_settings_alone():
-    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    with exact_float32(torch.device("cpu"), torch.float32):
-        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
-    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+SETTINGS = (torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.mkldnn.matmul, torch.backends.mkldnn.conv)
 
 
-def test_exact_float32_switches_tf32_off_on_cuda_and_restores_it():
-    torch.backends.cudnn.allow_tf32 = True  # the settings themselves exist without a GPU
-    with exact_float32(torch.device("cuda"), torch.float32):
-        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
-    assert torch.backends.cudnn.allow_tf32
-    with exact_float32(torch.device("cuda"), torch.bfloat16):
-        assert torch.backends.cudnn.allow_tf32
+@pytest.fixture
+def lowered_float32():
+    """The process lowered float32 matmuls (bf16 on oneDNN, TF32 on CUDA) and kept cuDNN's TF32
+    convolutions; put back afterwards (the settings exist without a GPU)."""
+    before = [s.fp32_precision for s in SETTINGS]
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    torch.backends.cudnn.conv.fp32_precision = "tf32"
+    torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    yield ["tf32", "tf32", "bf16", before[3]]
+    for s, value in zip(SETTINGS, before):
+        s.fp32_precision = value
+
+
+def test_exact_float32_computes_in_ieee_float32_and_restores_the_settings(lowered_float32):
+    with exact_float32():
+        assert [s.fp32_precision for s in SETTINGS] == ["ieee"] * 4
+    assert [s.fp32_precision for s in SETTINGS] == lowered_float32
+    with pytest.raises(ValueError), exact_float32():
+        raise ValueError("restored on errors too")
+    assert [s.fp32_precision for s in SETTINGS] == lowered_float32
+
+
+def test_exact_float32_keeps_the_legacy_tf32_flags_readable():
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # legacy interface: conv and RNN both off
+    try:
+        with exact_float32():
+            pass
+        assert torch.backends.cudnn.allow_tf32 is False  # reading it does not fail
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
+def test_tokenizer_infers_in_ieee_float32_and_trains_with_the_process_settings(lowered_float32):
+    config = TokenizerConfig(channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, latent_channels=16, groups=2)
+    model = Tokenizer(config)
+    seen = []
+    model.encoder.register_forward_pre_hook(lambda *_: seen.append(torch.backends.mkldnn.matmul.fp32_precision))
+    model.decoder.register_forward_pre_hook(lambda *_: seen.append(torch.backends.cudnn.conv.fp32_precision))
+    images = torch.zeros(1, 3, 32, 32)
+    model.reconstruct(images)
+    assert seen == ["ieee", "ieee"]
+    seen.clear()
+    model.decode_codes(torch.ones(1, model.config.latent_channels, 2, 2).requires_grad_())
+    model.encode_latent(images)
+    assert seen == ["tf32", "bf16"]

@@ -1,8 +1,8 @@
 """How a tokenizer runs: its working precision, memory layout and compilation.
 
 float32 ("fp32", the default) computes what the released models compute, layer for layer, on
-contiguous NCHW tensors (on CUDA with TF32 switched off inside the tokenizer's calls, since TF32
-convolutions round their inputs to 10 mantissa bits). The fast path holds the weights in bfloat16
+contiguous NCHW tensors (in IEEE float32 inside the tokenizer's inference calls: on CUDA without
+TF32, which rounds convolution inputs to 10 mantissa bits; see `exact_float32`). The fast path holds the weights in bfloat16
 ("bf16") or float16 ("fp16"), converted once when it is chosen rather than on every call as
 autocast would, and keeps every activation channels_last (NHWC), the layout the CPU's oneDNN and
 CUDA's cuDNN convolutions run fastest in; `compile` adds `torch.compile`, which fuses each
@@ -78,20 +78,31 @@ class Execution:
         return f"{self.precision}, {layout}" + (", compiled" if self.compile else "")
 
 
+def _float32_settings() -> tuple:
+    """The per-operator float32 precision settings that a user's code may have lowered."""
+    backends = torch.backends
+    return (backends.cuda.matmul, backends.cudnn.conv, backends.mkldnn.matmul, backends.mkldnn.conv)
+
+
 @contextmanager
-def exact_float32(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
-    """While active, CUDA float32 convolutions and matmuls do not use TF32 (whose inputs keep 10
-    mantissa bits), so float32 on a GPU computes what float32 on a CPU does. A no-op for other
-    devices and dtypes."""
-    if device.type != "cuda" or dtype != torch.float32:
-        yield
-        return
-    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+def exact_float32() -> Iterator[None]:
+    """While active, float32 convolutions and matrix products are computed in IEEE float32 on
+    every backend, whatever the process set before: no TF32 on CUDA (cuBLAS, and cuDNN, whose
+    convolutions default to TF32), no bfloat16 on CPUs where oneDNN could use it (as
+    `torch.set_float32_matmul_precision("medium")` allows), so float32 on one machine computes
+    what it does on another. Restored on exit. Operations in other dtypes are unaffected.
+
+    It sets PyTorch's per-operator `fp32_precision`; the legacy `allow_tf32` flags are neither
+    read nor written, since reading them fails once the two interfaces have been mixed."""
+    settings = _float32_settings()
+    previous = [setting.fp32_precision for setting in settings]
+    for setting in settings:
+        setting.fp32_precision = "ieee"
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
+        for setting, value in zip(settings, previous):
+            setting.fp32_precision = value
 
 
 def runs_natively(precision: str, device: torch.device) -> bool | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,13 @@ from .nn import Decoder, Encoder, GroupLFQ, QuantizerOutput
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
+
+
+def _exact_when_inferring() -> AbstractContextManager[None]:
+    """IEEE float32 arithmetic (`exact_float32`) for inference; a training pass (gradients on)
+    keeps the process's settings, e.g. cuDNN's TF32 convolutions, since a training step needs no
+    bit-for-bit agreement across machines."""
+    return nullcontext() if torch.is_grad_enabled() else exact_float32()
 
 
 def seeded_noise(latent_shape: tuple[int, int, int], seeds: Sequence[int]) -> torch.Tensor:
@@ -174,7 +182,7 @@ class Tokenizer(nn.Module):
 
     def _run_encoder(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(memory_format=self.execution.memory_format)
-        with exact_float32(images.device, images.dtype):
+        with _exact_when_inferring():
             return self.encoder(images)
 
     @torch.no_grad()
@@ -232,7 +240,7 @@ class Tokenizer(nn.Module):
         layout = self.execution.memory_format
         codes = codes.to(memory_format=layout)
         noise = self.make_noise(codes, noise=noise, generator=generator, seed=seed)
-        with exact_float32(codes.device, codes.dtype):
+        with _exact_when_inferring():
             images = self.decoder(codes, None if noise is None else noise.to(memory_format=layout))
         return images if images.requires_grad else images.float()
 

@@ -16,29 +16,16 @@ memory is one block of distances (400 MB in float32) and the running k + 1 small
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 
 from ..errors import WetokError
+from ..execution import exact_float32
 
 NEIGHBOURHOOD = 3
 """k of the k-th nearest neighbour, as the ADM evaluator (`nhood_sizes=(3,)`)."""
 BLOCK = 10_000
 """Rows and columns per block of distances, as the ADM evaluator."""
-
-
-@contextmanager
-def _full_float32_matmul() -> Iterator[None]:
-    """Matrix products in full float32 (no TF32 on GPUs) for the duration; restored afterwards."""
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous)
 
 
 def _as_tensor(features: np.ndarray | torch.Tensor, device: torch.device | str | None, dtype: torch.dtype,
@@ -69,7 +56,7 @@ def manifold_radii(
     if n <= k:
         raise WetokError(f"manifold radii with k = {k} need more than {k} feature vectors, got {n}")
     radii = torch.empty(n, dtype=dtype, device=x.device)
-    with _full_float32_matmul():
+    with exact_float32():
         for r0 in range(0, n, block):
             rows = x[r0:r0 + block]
             best = torch.empty(rows.shape[0], 0, dtype=dtype, device=x.device)
@@ -105,7 +92,7 @@ def precision_recall(
         raise WetokError("precision/recall: one radius per feature vector is needed")
     sample_in = torch.zeros(smp.shape[0], dtype=torch.bool, device=ref.device)
     ref_in = torch.zeros(ref.shape[0], dtype=torch.bool, device=ref.device)
-    with _full_float32_matmul():
+    with exact_float32():
         for r0 in range(0, ref.shape[0], block):
             rows = ref[r0:r0 + block]
             for c0 in range(0, smp.shape[0], block):
