@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import TokenizerConfig
-from .blocks import AdaptiveGroupNorm, ResBlock, Upsampler, group_norm
+from .blocks import AdaptiveGroupNorm, ResBlock, Upsampler, group_norm, norm_silu
 from .encoder import Stage, StageRunner, fold_leading, run_stages
 
 
@@ -95,7 +94,7 @@ class Decoder(nn.Module):
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage: (B, width, H, W) -> image (B, 3, H, W)."""
-        return self.conv_out(F.silu(self.norm_out(x)))
+        return self.conv_out(norm_silu(self.norm_out, x))
 
 
 def _conditioned(norm: AdaptiveGroupNorm, style: torch.Tensor) -> Stage:

@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import TokenizerConfig
-from .blocks import ResBlock, group_norm
+from .blocks import ResBlock, group_norm, norm_silu
 
 Stage = Callable[[torch.Tensor], torch.Tensor]
 """One stage of a network: activation in, activation out. A stage never modifies its input."""
@@ -107,7 +106,7 @@ class Encoder(nn.Module):
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage: (B, width, h, w) -> latent (B, C, h, w)."""
-        return self.conv_out(F.silu(self.norm_out(x)))
+        return self.conv_out(norm_silu(self.norm_out, x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.stage_runner or run_stages)(self.stages(), x)
