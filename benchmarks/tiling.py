@@ -39,17 +39,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-import wetok
 from wetok.images import to_tensor
 from wetok.nn.encoder import run_stages
 from wetok.tiling import DEFAULT_CACHE_BYTES, STATS_MODES, ActivationCache, TileSpec, decode_tiled, encode_tiled
 from wetok.tokenizer import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models import NAMES, load_model  # noqa: E402
 from timing import cpu_description, peak_memory_gib, reset_peak_memory  # noqa: E402
-
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "reference"
-FIXTURES = ("tiny_d16", "tiny_d8_g8", "tiny_gd_d32")
 
 
 def mosaic(size: int) -> np.ndarray:
@@ -60,22 +57,6 @@ def mosaic(size: int) -> np.ndarray:
     photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
     tiles = [np.asarray(Image.fromarray(p).resize((half, half), Image.BICUBIC)) for p in photos]
     return np.concatenate([np.concatenate(tiles[:2], 1), np.concatenate(tiles[2:], 1)], 0)
-
-
-def load_model(name: str, device: str) -> tuple[Tokenizer, str]:
-    if name == "default":
-        return wetok.load(None, device=device), "the bundled default model (trained weights)"
-    if name in FIXTURES:
-        if not (REFERENCE / f"{name}.ckpt").is_file():
-            raise SystemExit(f"fixture checkpoint {REFERENCE / name}.ckpt not found")
-        model = wetok.load(REFERENCE / f"{name}.ckpt", config=REFERENCE / f"{name}.yaml", device=device)
-        return model, f"{name}: fixture checkpoint (random weights of the original code, EMA)"
-    if Path(name).exists():
-        return wetok.load(name, device=device), f"{name} (trained weights)"
-    config = wetok.get_preset(name)
-    torch.manual_seed(0)
-    model = Tokenizer(config).to(device).eval()
-    return model, f"{name} architecture with RANDOM weights (released weights are not available here)"
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -138,9 +119,7 @@ def probe(model: Tokenizer, what: str, batch: int, tile: int, device: str) -> No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny_d16",
-                        help=f"default, fixture case ({', '.join(FIXTURES)}), model file or folder, "
-                        "or preset name (random weights)")
+    parser.add_argument("--model", default="tiny_d16", help=NAMES)
     parser.add_argument("--size", type=int, default=1024, help="image side in pixels (default 1024)")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=128)
