@@ -1,4 +1,4 @@
-"""Tokenizer throughput: images/s, FLOPs, the fraction of the machine's matmul peak, peak memory;
+"""Tokenizer throughput: images/s, FLOPs, the fraction of the machine's dense peak, peak memory;
 and what the fast path gives up.
 
     python benchmarks/throughput.py                                   # imagenet-d16, 256 px, batch 1 and 8: fp32 vs bf16
@@ -7,12 +7,15 @@ and what the fast path gives up.
     python benchmarks/throughput.py --original PATH/TO/WeTok          # the original's float32 modules too
     python benchmarks/throughput.py --quality [--photos DIR]          # the default model: fast path vs fp32 on photos
 
-Speed (random weights: speed does not depend on them). For every model (a preset's architecture,
-or `default`, the bundled model), image size, batch size and variant, the median seconds of
+Speed. For every model (as `benchmarks/models.py` names them: a preset's architecture with random
+weights, since speed does not depend on them; `default`, the bundled model; a fixture case; a model
+file or folder), image size, batch size and variant, the median seconds of
 `Tokenizer.encode` and `Tokenizer.decode` over `--repeats` calls after `--warmup` calls, as
 images/s; the FLOPs per image (`torch.utils.flop_counter`, multiply-adds counted as 2, on the meta
-device); the achieved FLOP/s as a fraction of the float32 and bfloat16 matmul peaks measured at the
-start of the same run (square GEMMs, grown until one takes a tenth of a second); the peak memory
+device); the achieved FLOP/s as a fraction of the float32 and bfloat16 dense peaks measured at
+the start of the same run (`kernel_rates`: the fastest of a square GEMM, the same GEMM as a 1x1
+convolution and a wide 3x3 convolution, each grown until one call takes a tenth of a second;
+all three are printed); the peak memory
 of the variant (peak RSS on CPU, max allocated on CUDA). Variants: fp32 (exact, NCHW), fp32-cl
 (float32, channels_last), bf16, fp16 (weights and activations in 16 bits, channels_last), each
 optionally "+compile" (`torch.compile`; the warm-up calls include compiling). `--original DIR`
@@ -44,6 +47,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models import NAMES, load_model  # noqa: E402
 from timing import cpu_description, median_seconds, peak_memory_gib, reset_peak_memory  # noqa: E402
 
 import wetok  # noqa: E402
@@ -57,18 +61,54 @@ ORIGINAL_MODULE = Path("src") / "WeTok" / "modules" / "diffusionmodules" / "impr
 
 
 # ---- the machine's limits ---------------------------------------------------------------------
-def matmul_peak(dtype: torch.dtype, device: torch.device, *, seconds: float = 0.1, largest: int = 8192) -> float:
-    """FLOP/s of a square `dtype` GEMM on `device`: the matrix side doubles from 256 until one
-    product takes `seconds` (or reaches `largest`), then the best of several products there."""
-    n = 256
-    while True:
+def kernel_rates(dtype: torch.dtype, device: torch.device, *, seconds: float = 0.1,
+                 largest: int = 8192) -> dict[str, float]:
+    """FLOP/s of three dense kernels in `dtype` on `device`, each grown until one call takes
+    `seconds`, then the best of three calls there:
+
+    - "gemm": a square `torch.matmul` (cuBLAS; on a CPU, MKL for float32, oneDNN for 16 bits
+      where the CPU has 16-bit arithmetic, else a slow fallback), the side doubling from 256 up
+      to `largest`;
+    - "gemm as 1x1 conv": the same product as a 1x1 convolution on channels_last tensors, i.e.
+      through the convolution library the model's layers run in (oneDNN, cuDNN): on a CPU
+      without 16-bit arithmetic its emulated bf16 is over ten times the fallback GEMM's, and
+      MKL's float32 GEMM is not the fastest kernel on every CPU;
+    - "conv 3x3": a 512-channel 3x3 convolution on 32 x 32 channels_last maps, the batch
+      doubling from 1 up to 256: a shape of imagenet-d16's wide layers.
+
+    `peak` of these is the figure the throughput is measured against: the best dense rate this
+    machine showed in the same run."""
+    rates: dict[str, float] = {}
+
+    def rate(make: Callable[[int], tuple[Callable[[], object], float]], start: int, stop: int) -> float:
+        size = start
+        while True:
+            call, flops = make(size)
+            if median_seconds(call, 1, device) >= seconds or size >= stop:
+                break
+            size *= 2
+        return flops / min(median_seconds(call, 1, device, warm=False) for _ in range(3))
+
+    def gemm(n: int) -> tuple[Callable[[], object], float]:
         a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
-        elapsed = median_seconds(lambda: a @ b, 1, device)
-        if elapsed >= seconds or n >= largest:
-            break
-        n *= 2
-    best = min(median_seconds(lambda: a @ b, 1, device, warm=False) for _ in range(3))
-    return 2 * n**3 / best
+        return (lambda: a @ b), 2.0 * n**3
+
+    def gemm_as_conv(n: int) -> tuple[Callable[[], object], float]:
+        x = torch.randn(1, n, n, 1, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(n, n, 1, 1, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+        return (lambda: torch.nn.functional.conv2d(x, w)), 2.0 * n**3
+
+    def conv3x3(batch: int) -> tuple[Callable[[], object], float]:
+        x = torch.randn(batch, 512, 32, 32, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(512, 512, 3, 3, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+        return (lambda: torch.nn.functional.conv2d(x, w, padding=1)), 2.0 * batch * 512 * 512 * 9 * 32 * 32
+
+    with torch.no_grad():
+        rates["gemm"] = rate(gemm, 256, largest)
+        rates["gemm as 1x1 conv"] = rate(gemm_as_conv, 256, largest)
+        rates["conv 3x3"] = rate(conv3x3, 1, 256)
+    rates["peak"] = max(rates.values())
+    return rates
 
 
 def flops_per_image(config: wetok.TokenizerConfig, size: int) -> tuple[float, float]:
@@ -95,15 +135,6 @@ def latent_inputs(model: wetok.Tokenizer, batch: int, size: int) -> tuple[torch.
 
 
 # ---- models -----------------------------------------------------------------------------------
-def build(name: str) -> tuple[wetok.Tokenizer, str]:
-    """A model by name, float32 on the CPU: `default` (trained weights) or a preset's architecture
-    with seeded random weights."""
-    if name == "default":
-        return wetok.load(None), "default model (trained weights)"
-    torch.manual_seed(0)
-    return wetok.Tokenizer(wetok.get_preset(name)).eval(), f"{name} (random weights)"
-
-
 def variant(base: wetok.Tokenizer, name: str, device: torch.device) -> wetok.Tokenizer:
     """A copy of `base` on `device`, set up as the variant `name` ("bf16", "fp32-cl+compile", ...)."""
     key, _, extra = name.partition("+")
@@ -162,7 +193,7 @@ def time_pair(encode: Callable[[], torch.Tensor], decode: Callable[[torch.Tensor
 def speed(args: argparse.Namespace, device: torch.device, peaks: dict[str, float]) -> list[Row]:
     rows: list[Row] = []
     for name in args.models.split(","):
-        base, what = build(name)
+        base, what = load_model(name)
         print(f"\n{what}: {base.config.describe()}")
         for size in [int(s) for s in args.sizes.split(",")]:
             enc_flops, dec_flops = flops_per_image(base.config, size)
@@ -171,7 +202,9 @@ def speed(args: argparse.Namespace, device: torch.device, peaks: dict[str, float
                 torch.manual_seed(1)
                 images = (torch.rand(batch, 3, size, size) * 2 - 1).to(device)
                 measured: list[Row] = []
-                if args.original:
+                if args.original and base.config.norm_groups != 32:
+                    print(f"    (no original row: {name} has {base.config.norm_groups} GroupNorm groups, the original's modules 32)")
+                elif args.original:
                     measured.append(original_row(args, base, name, size, batch, images, device))
                 for v in args.variants.split(","):
                     t_enc, t_dec, peak = time_model(variant(base, v, device), images, device, args.warmup, args.repeats)
@@ -192,8 +225,6 @@ def original_row(args: argparse.Namespace, base: wetok.Tokenizer, name: str, siz
                  images: torch.Tensor, device: torch.device) -> Row:
     """The original's float32 modules timed like a variant, after checking that they compute what
     wetok's float32 computes."""
-    if base.config.norm_groups != 32:
-        raise SystemExit(f"--original: {name} uses {base.config.norm_groups} GroupNorm groups; the original's modules have 32")
     model = base.to(device)
     encoder, decoder = original_modules(args.original, model)
     with torch.no_grad():
@@ -260,7 +291,7 @@ def photos(folder: Path | None, size: int) -> list[np.ndarray]:
 
 
 def quality(args: argparse.Namespace, device: torch.device) -> None:
-    base, what = build("default")
+    base, what = load_model("default")
     pictures = photos(args.photos, args.quality_size)
     batch = torch.cat([to_tensor(p) for p in pictures]).to(device)
     print(f"\nquality: {what}, {len(pictures)} photos at {args.quality_size} px"
@@ -291,7 +322,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 # ---- main -------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="imagenet-d16", help="presets and/or 'default', comma-separated")
+    parser.add_argument("--models", default="imagenet-d16", help=f"comma-separated, each {NAMES}")
     parser.add_argument("--sizes", default="256", help="image sides in pixels, comma-separated")
     parser.add_argument("--batches", default="1,8", help="batch sizes, comma-separated")
     parser.add_argument("--variants", default="fp32,bf16", help=f"{', '.join(VARIANTS)}, each optionally +compile")
@@ -312,8 +343,12 @@ def main() -> None:
     print(f"{machine}; {torch.get_num_threads()} threads; torch {torch.__version__}; median of {args.repeats} "
           f"after {args.warmup} warm-up call(s)")
     if not args.quality_only:
-        peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
-        print(f"matmul peak: fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s")
+        peaks = {}
+        for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            rates = kernel_rates(dtype, device)
+            peaks[precision] = rates.pop("peak")
+            print(f"dense peak {precision}: {peaks[precision] / 1e9:.1f} GFLOP/s (best of "
+                  + ", ".join(f"{name} {value / 1e9:.1f}" for name, value in rates.items()) + ")")
         speed(args, device, peaks)
     if args.quality or args.quality_only:
         quality(args, device)
