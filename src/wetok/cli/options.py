@@ -193,8 +193,8 @@ def add_run(parser: argparse.ArgumentParser, *, decodes: bool) -> None:
                        help="tile overlap in pixels, less than half the tile (default 128)")
     group.add_argument("--tile-stats", choices=STATS_MODES, default="image",
                        help="tile normalisation: image (default) uses the whole image's statistics, as untiled processing, "
-                       "measured a tile at a time (memory: one tile; extra compute: a partial pass per GroupNorm, about 37 encoder "
-                       "and 14 decoder passes for imagenet-d16); window normalises each tile on its own (no extra passes; less faithful)")
+                       "measured a tile at a time (memory: one tile plus up to 1 GiB of kept activations, the rest in a temporary "
+                       "directory; time: about 1.5-1.8x window's); window normalises each tile on its own (one pass; less faithful)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal anyway)")
 
 
