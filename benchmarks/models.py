@@ -24,8 +24,17 @@ FIXTURES = ("tiny_d16", "tiny_d8_g8", "tiny_gd_d32")
 NAMES = f"default, a fixture case ({', '.join(FIXTURES)}), a model file or folder, or a preset (random weights)"
 
 
+def check_name(name: str) -> str:
+    """`name` when it is one of the kinds above (a fixture's checkpoint may still be missing: that
+    is said on loading), else SystemExit with one line."""
+    if name != "default" and name not in FIXTURES and not Path(name).exists() and name not in wetok.PRESETS:
+        raise SystemExit(f"unknown model {name!r}: give {NAMES}")
+    return name
+
+
 def load_model(name: str, device: str | torch.device = "cpu") -> tuple[Tokenizer, str]:
     """(model in eval mode, float32 on `device`; what it is, in words) for a name as above."""
+    check_name(name)
     if name == "default":
         return wetok.load(None, device=device), "the bundled default model (trained weights)"
     if name in FIXTURES:
@@ -35,8 +44,6 @@ def load_model(name: str, device: str | torch.device = "cpu") -> tuple[Tokenizer
         return model, f"{name}: fixture checkpoint (random weights of the original code, EMA)"
     if Path(name).exists():
         return wetok.load(name, device=device), f"{name} (trained weights)"
-    if name not in wetok.PRESETS:
-        raise SystemExit(f"unknown model {name!r}: give {NAMES}")
     torch.manual_seed(0)
     model = Tokenizer(wetok.get_preset(name)).to(device).eval()
     return model, f"{name} architecture with RANDOM weights (released weights are not available here)"

@@ -47,7 +47,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from models import NAMES, load_model  # noqa: E402
+from models import NAMES, check_name, load_model  # noqa: E402
 from timing import cpu_description, median_seconds, peak_memory_gib, reset_peak_memory  # noqa: E402
 
 import wetok  # noqa: E402
@@ -135,13 +135,18 @@ def latent_inputs(model: wetok.Tokenizer, batch: int, size: int) -> tuple[torch.
 
 
 # ---- models -----------------------------------------------------------------------------------
-def variant(base: wetok.Tokenizer, name: str, device: torch.device) -> wetok.Tokenizer:
-    """A copy of `base` on `device`, set up as the variant `name` ("bf16", "fp32-cl+compile", ...)."""
+def parse_variant(name: str) -> tuple[Execution, bool]:
+    """"bf16", "fp32-cl+compile", ... -> (its execution, whether compiled); SystemExit otherwise."""
     key, _, extra = name.partition("+")
     if key not in VARIANTS or extra not in ("", "compile"):
         raise SystemExit(f"unknown variant {name!r}: use {', '.join(VARIANTS)}, each optionally +compile")
-    ex = VARIANTS[key]
-    return copy.deepcopy(base).to(device).set_execution(ex.precision, channels_last=ex.channels_last, compile=extra == "compile")
+    return VARIANTS[key], extra == "compile"
+
+
+def variant(base: wetok.Tokenizer, name: str, device: torch.device) -> wetok.Tokenizer:
+    """A copy of `base` on `device`, set up as the variant `name` (`parse_variant`)."""
+    ex, compiled = parse_variant(name)
+    return copy.deepcopy(base).to(device).set_execution(ex.precision, channels_last=ex.channels_last, compile=compiled)
 
 
 def original_modules(root: Path, model: wetok.Tokenizer) -> tuple[nn.Module, nn.Module]:
@@ -192,13 +197,13 @@ def time_pair(encode: Callable[[], torch.Tensor], decode: Callable[[torch.Tensor
 
 def speed(args: argparse.Namespace, device: torch.device, peaks: dict[str, float]) -> list[Row]:
     rows: list[Row] = []
-    for name in args.models.split(","):
+    for name in args.models:
         base, what = load_model(name)
         print(f"\n{what}: {base.config.describe()}")
-        for size in [int(s) for s in args.sizes.split(",")]:
+        for size in args.sizes:
             enc_flops, dec_flops = flops_per_image(base.config, size)
             print(f"  {size} px: {enc_flops / 1e9:.1f} GFLOP encode + {dec_flops / 1e9:.1f} GFLOP decode per image")
-            for batch in [int(b) for b in args.batches.split(",")]:
+            for batch in args.batches:
                 torch.manual_seed(1)
                 images = (torch.rand(batch, 3, size, size) * 2 - 1).to(device)
                 measured: list[Row] = []
@@ -206,7 +211,7 @@ def speed(args: argparse.Namespace, device: torch.device, peaks: dict[str, float
                     print(f"    (no original row: {name} has {base.config.norm_groups} GroupNorm groups, the original's modules 32)")
                 elif args.original:
                     measured.append(original_row(args, base, name, size, batch, images, device))
-                for v in args.variants.split(","):
+                for v in args.variants:
                     t_enc, t_dec, peak = time_model(variant(base, v, device), images, device, args.warmup, args.repeats)
                     measured.append(Row(name, size, batch, v, t_enc, t_dec, peak))
                 print_rows(measured, enc_flops, dec_flops, peaks)
@@ -302,7 +307,7 @@ def quality(args: argparse.Namespace, device: torch.device) -> None:
     ref_psnr = psnr(np.stack(pictures), to_uint8(ref_images)).mean().item()
     print(f"  fp32{'':13s} PSNR {ref_psnr:6.2f} dB")
     bits = base.bits_per_group
-    for v in args.variants.split(","):
+    for v in args.variants:
         if v.startswith("fp32") and "compile" not in v and v != "fp32-cl":
             continue
         model = variant(base, v, device)
@@ -320,22 +325,60 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 # ---- main -------------------------------------------------------------------------------------
-def main() -> None:
+def _integers(minimum: int, *, one: bool = False) -> Callable[[str], list[int] | int]:
+    """argparse type: comma-separated integers of at least `minimum` (with `one`, a single one)."""
+    def parse(text: str) -> list[int] | int:
+        try:
+            values = [int(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        if min(values) < minimum or (one and len(values) != 1):
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if one else 'integers'} of at least {minimum}, got {text!r}")
+        return values[0] if one else values
+    return parse
+
+
+def _names(check: Callable[[str], object]) -> Callable[[str], list[str]]:
+    """argparse type: comma-separated names, each passed to `check` (which raises SystemExit)."""
+    def parse(text: str) -> list[str]:
+        names = text.split(",")
+        for name in names:
+            try:
+                check(name)
+            except SystemExit as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+        return names
+    return parse
+
+
+def arguments() -> argparse.ArgumentParser:
+    """The command line (also what `benchmarks/gpu_check.sh` passes, checked by the tests)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="imagenet-d16", help=f"comma-separated, each {NAMES}")
-    parser.add_argument("--sizes", default="256", help="image sides in pixels, comma-separated")
-    parser.add_argument("--batches", default="1,8", help="batch sizes, comma-separated")
-    parser.add_argument("--variants", default="fp32,bf16", help=f"{', '.join(VARIANTS)}, each optionally +compile")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1, help="calls before timing (compiling included)")
+    parser.add_argument("--models", type=_names(check_name), default=["imagenet-d16"],
+                        help=f"comma-separated, each {NAMES}")
+    parser.add_argument("--sizes", type=_integers(1), default=[256], help="image sides in pixels, comma-separated")
+    parser.add_argument("--batches", type=_integers(1), default=[1, 8], help="batch sizes, comma-separated")
+    parser.add_argument("--variants", type=_names(parse_variant), default=["fp32", "bf16"],
+                        help=f"{', '.join(VARIANTS)}, each optionally +compile")
+    parser.add_argument("--repeats", type=_integers(1, one=True), default=3, help="timed calls (median)")
+    parser.add_argument("--warmup", type=_integers(0, one=True), default=1, help="calls before timing (compiling included)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    parser.add_argument("--threads", type=_integers(0, one=True), default=0, help="CPU threads (0: PyTorch's default)")
     parser.add_argument("--original", type=Path, metavar="DIR", help="a checkout of the original WeTok code")
     parser.add_argument("--quality", action="store_true", help="also the fast path's tokens and PSNR on photos")
     parser.add_argument("--quality-only", action="store_true", help="only the quality check")
     parser.add_argument("--photos", type=Path, metavar="DIR", help="photos for --quality (default: bundled ones)")
-    parser.add_argument("--quality-size", type=int, default=256)
+    parser.add_argument("--quality-size", type=_integers(1, one=True), default=256)
+    return parser
+
+
+def main() -> None:
+    parser = arguments()
     args = parser.parse_args()
+    if args.original and not (args.original / ORIGINAL_MODULE).is_file():
+        parser.error(f"--original: {args.original / ORIGINAL_MODULE} not found (give the root of a WeTok checkout)")
+    if args.photos and not args.photos.is_dir():
+        parser.error(f"--photos: {args.photos} is not a folder")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

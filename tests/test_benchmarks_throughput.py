@@ -155,7 +155,7 @@ def test_quality_on_photos_reports_exact_channels_last(tmp_path, capsys):
         Image.fromarray(smooth).save(tmp_path / f"photo{i}.png")
     import argparse
 
-    args = argparse.Namespace(photos=tmp_path, quality_size=64, variants="fp32,fp32-cl,fp16")
+    args = argparse.Namespace(photos=tmp_path, quality_size=64, variants=["fp32", "fp32-cl", "fp16"])
     THROUGHPUT["quality"](args, CPU)
     out = capsys.readouterr().out
     assert "2 photos at 64 px from" in out
@@ -178,6 +178,12 @@ def test_the_command_runs_end_to_end():
 @pytest.mark.parametrize("argv, message", [
     (["--models", "no-such-model"], "unknown model 'no-such-model'"),
     (["--variants", "fp8"], "unknown variant 'fp8'"),
+    (["--sizes", "256,abc"], "expected comma-separated integers, got '256,abc'"),
+    (["--batches", "0"], "expected integers of at least 1, got '0'"),
+    (["--repeats", "0"], "expected an integer of at least 1, got '0'"),
+    (["--warmup", "1,2"], "expected an integer of at least 0, got '1,2'"),
+    (["--original", "no-such-dir"], "improved_model.py not found (give the root of a WeTok checkout)"),
+    (["--photos", "no-such-dir", "--quality-only"], "--photos: no-such-dir is not a folder"),
 ])
 def test_bad_input_is_one_line_and_a_failure(argv, message):
     require_reference()
@@ -185,3 +191,18 @@ def test_bad_input_is_one_line_and_a_failure(argv, message):
            "--repeats", "1", "--warmup", "0", "--models", "tiny_d16", *argv]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_gpu_check_passes_arguments_the_benchmark_takes():
+    """benchmarks/gpu_check.sh runs only on a GPU; its command lines are checked here."""
+    import shlex
+
+    script = (REPO / "benchmarks" / "gpu_check.sh").read_text().replace("\\\n", " ")
+    lines = [line.split("throughput.py", 1)[1] for line in script.splitlines() if "benchmarks/throughput.py" in line
+             and not line.lstrip().startswith("#")]
+    assert len(lines) == 3
+    for line in lines:
+        args = THROUGHPUT["arguments"]().parse_args(shlex.split(line))
+        assert args.device == "cuda"
+        if not args.quality_only:
+            assert args.models == ["imagenet-d16"] and "bf16" in args.variants
