@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from wetok.errors import WetokError
 from wetok.images import to_tensor
 from wetok.nn.encoder import run_stages
 from wetok.tiling import DEFAULT_CACHE_BYTES, STATS_MODES, ActivationCache, TileSpec, decode_tiled, encode_tiled
@@ -147,6 +148,8 @@ def main() -> None:
         return
     f = model.downsample
     size = args.size - args.size % f
+    if size < 2 * f:
+        raise SystemExit(f"tiling.py: --size must be at least {2 * f} pixels for this model, got {args.size}")
     image = to_tensor(mosaic(size))
     cpu = f"{cpu_description()}, {os.cpu_count()} cores"
     where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else cpu
@@ -185,4 +188,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except WetokError as exc:  # bad sizes, tiles, budgets: one line
+        raise SystemExit(f"tiling.py: {exc}") from None

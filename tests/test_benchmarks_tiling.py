@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from support import REPO, require_reference
 
 SCRIPT = str(REPO / "benchmarks" / "tiling.py")
@@ -29,7 +31,15 @@ def test_all_modes_at_a_small_size():
     assert distance["image"] > distance["window"], out
 
 
-def test_a_bad_model_name_is_one_line():
-    done = run("--model", "no-such-model")
-    assert done.returncode != 0 and "unknown model 'no-such-model'" in done.stderr
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+    (["--size", "8"], "--size must be at least 32 pixels for this model, got 8"),
+    (["--overlap", "-5"], "the tile overlap must be a whole number of pixels >= 0, got -5"),
+    (["--tile", "64", "--overlap", "32"], "tile overlap 32px must be less than half the tile (64px)"),
+    (["--cache-bytes", "-1"], "the tile cache budget must be a whole number of bytes >= 0, got -1"),
+])
+def test_bad_input_is_one_line(argv, message):
+    require_reference()
+    done = run("--model", "tiny_d16", *argv)
+    assert done.returncode != 0 and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr

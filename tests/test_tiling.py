@@ -279,6 +279,15 @@ def test_cache_budget_and_spill_errors_are_one_line(monkeypatch, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
+@pytest.mark.parametrize("field, bad", [("tile", 0), ("tile", -512), ("tile", 512.0), ("overlap", -5), ("overlap", True),
+                                        ("overlap", "128")])
+def test_tile_size_and_overlap_are_whole_pixels(field, bad):
+    least = 1 if field == "tile" else 0
+    with pytest.raises(WetokError, match=f"the tile {field} must be a whole number of pixels >= {least}, got"):
+        TileSpec(**{field: bad})
+    assert TileSpec(512, 0).cells(16) == (32, 1)  # no overlap asked: still one cell, so windows blend
+
+
 def test_tile_statistics_mode_is_checked():
     with pytest.raises(WetokError, match="tile statistics must be 'image' or 'window', got 'pooled'"):
         TileSpec(512, 128, "pooled")  # type: ignore[arg-type]

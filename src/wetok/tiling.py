@@ -88,6 +88,10 @@ class TileSpec:
     cache_bytes: int = DEFAULT_CACHE_BYTES
 
     def __post_init__(self) -> None:
+        for name, least in (("tile", 1), ("overlap", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise WetokError(f"the tile {name} must be a whole number of pixels >= {least}, got {value!r}")
         if self.stats not in STATS_MODES:
             raise WetokError(f"tile statistics must be 'image' or 'window', got {self.stats!r}")
         if isinstance(self.cache_bytes, bool) or not isinstance(self.cache_bytes, int) or self.cache_bytes < 0:
