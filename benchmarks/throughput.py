@@ -51,6 +51,7 @@ from models import NAMES, check_name, load_model  # noqa: E402
 from timing import cpu_description, median_seconds, peak_memory_gib, reset_peak_memory  # noqa: E402
 
 import wetok  # noqa: E402
+from wetok.cli.options import int_option  # noqa: E402
 from wetok.execution import Execution  # noqa: E402
 from wetok.images import center_crop, to_tensor  # noqa: E402
 from wetok.metrics.psnr_ssim import psnr  # noqa: E402
@@ -325,17 +326,11 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 # ---- main -------------------------------------------------------------------------------------
-def _integers(minimum: int, *, one: bool = False) -> Callable[[str], list[int] | int]:
-    """argparse type: comma-separated integers of at least `minimum` (with `one`, a single one)."""
-    def parse(text: str) -> list[int] | int:
-        try:
-            values = [int(v) for v in text.split(",")]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-        if min(values) < minimum or (one and len(values) != 1):
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if one else 'integers'} of at least {minimum}, got {text!r}")
-        return values[0] if one else values
-    return parse
+def _integers(low: int) -> Callable[[str], list[int]]:
+    """argparse type: comma-separated integers of at least `low`, each read as the command line
+    reads one (`wetok.cli.options.int_option`)."""
+    one = int_option(low)
+    return lambda text: [one(value) for value in text.split(",")]
 
 
 def _names(check: Callable[[str], object]) -> Callable[[str], list[str]]:
@@ -360,15 +355,15 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--batches", type=_integers(1), default=[1, 8], help="batch sizes, comma-separated")
     parser.add_argument("--variants", type=_names(parse_variant), default=["fp32", "bf16"],
                         help=f"{', '.join(VARIANTS)}, each optionally +compile")
-    parser.add_argument("--repeats", type=_integers(1, one=True), default=3, help="timed calls (median)")
-    parser.add_argument("--warmup", type=_integers(0, one=True), default=1, help="calls before timing (compiling included)")
+    parser.add_argument("--repeats", type=int_option(1), default=3, help="timed calls (median)")
+    parser.add_argument("--warmup", type=int_option(0), default=1, help="calls before timing (compiling included)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=_integers(0, one=True), default=0, help="CPU threads (0: PyTorch's default)")
+    parser.add_argument("--threads", type=int_option(0), default=0, help="CPU threads (0: PyTorch's default)")
     parser.add_argument("--original", type=Path, metavar="DIR", help="a checkout of the original WeTok code")
     parser.add_argument("--quality", action="store_true", help="also the fast path's tokens and PSNR on photos")
     parser.add_argument("--quality-only", action="store_true", help="only the quality check")
     parser.add_argument("--photos", type=Path, metavar="DIR", help="photos for --quality (default: bundled ones)")
-    parser.add_argument("--quality-size", type=_integers(1, one=True), default=256)
+    parser.add_argument("--quality-size", type=int_option(1), default=256)
     return parser
 
 

@@ -178,10 +178,10 @@ def test_the_command_runs_end_to_end():
 @pytest.mark.parametrize("argv, message", [
     (["--models", "no-such-model"], "unknown model 'no-such-model'"),
     (["--variants", "fp8"], "unknown variant 'fp8'"),
-    (["--sizes", "256,abc"], "expected comma-separated integers, got '256,abc'"),
-    (["--batches", "0"], "expected integers of at least 1, got '0'"),
-    (["--repeats", "0"], "expected an integer of at least 1, got '0'"),
-    (["--warmup", "1,2"], "expected an integer of at least 0, got '1,2'"),
+    (["--sizes", "256,abc"], "argument --sizes: invalid int value: 'abc'"),
+    (["--batches", "1,0"], "argument --batches: must be at least 1, got 0"),
+    (["--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
+    (["--warmup", "1,2"], "argument --warmup: invalid int value: '1,2'"),
     (["--original", "no-such-dir"], "improved_model.py not found (give the root of a WeTok checkout)"),
     (["--photos", "no-such-dir", "--quality-only"], "--photos: no-such-dir is not a folder"),
 ])
