@@ -52,7 +52,7 @@ from timing import cpu_description, median_seconds, peak_memory_gib, reset_peak_
 
 import wetok  # noqa: E402
 from wetok.cli.options import int_option  # noqa: E402
-from wetok.execution import Execution  # noqa: E402
+from wetok.execution import DTYPES, Execution  # noqa: E402
 from wetok.images import center_crop, to_tensor  # noqa: E402
 from wetok.metrics.psnr_ssim import psnr  # noqa: E402
 
@@ -150,12 +150,18 @@ def variant(base: wetok.Tokenizer, name: str, device: torch.device) -> wetok.Tok
     return copy.deepcopy(base).to(device).set_execution(ex.precision, channels_last=ex.channels_last, compile=compiled)
 
 
-def original_modules(root: Path, model: wetok.Tokenizer) -> tuple[nn.Module, nn.Module]:
-    """The original's Encoder and Decoder (or GANDecoder), float32, holding `model`'s weights;
-    imported from the one file `ORIGINAL_MODULE` under `root`."""
+def original_module_path(root: Path) -> Path:
+    """`ORIGINAL_MODULE` under `root` (a checkout of the original), or SystemExit in one line."""
     path = root / ORIGINAL_MODULE
     if not path.is_file():
         raise SystemExit(f"--original: {path} not found (give the root of a WeTok checkout)")
+    return path
+
+
+def original_modules(root: Path, model: wetok.Tokenizer) -> tuple[nn.Module, nn.Module]:
+    """The original's Encoder and Decoder (or GANDecoder), float32, holding `model`'s weights;
+    imported from the one file `ORIGINAL_MODULE` under `root`."""
+    path = original_module_path(root)
     spec = importlib.util.spec_from_file_location("wetok_original_improved_model", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     try:
@@ -370,8 +376,8 @@ def arguments() -> argparse.ArgumentParser:
 def main() -> None:
     parser = arguments()
     args = parser.parse_args()
-    if args.original and not (args.original / ORIGINAL_MODULE).is_file():
-        parser.error(f"--original: {args.original / ORIGINAL_MODULE} not found (give the root of a WeTok checkout)")
+    if args.original:
+        original_module_path(args.original)  # before anything is measured
     if args.photos and not args.photos.is_dir():
         parser.error(f"--photos: {args.photos} is not a folder")
     if args.threads:
@@ -382,8 +388,8 @@ def main() -> None:
           f"after {args.warmup} warm-up call(s)")
     if not args.quality_only:
         peaks = {}
-        for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            rates = kernel_rates(dtype, device)
+        for precision in ("fp32", "bf16"):
+            rates = kernel_rates(DTYPES[precision], device)
             peaks[precision] = rates.pop("peak")
             print(f"dense peak {precision}: {peaks[precision] / 1e9:.1f} GFLOP/s (best of "
                   + ", ".join(f"{name} {value / 1e9:.1f}" for name, value in rates.items()) + ")")

@@ -2,11 +2,12 @@
 
 float32 ("fp32", the default) computes what the released models compute, layer for layer, on
 contiguous NCHW tensors (in IEEE float32 inside the tokenizer's inference calls: on CUDA without
-TF32, which rounds convolution inputs to 10 mantissa bits; see `exact_float32`). The fast path holds the weights in bfloat16
-("bf16") or float16 ("fp16"), converted once when it is chosen rather than on every call as
-autocast would, and keeps every activation channels_last (NHWC), the layout the CPU's oneDNN and
-CUDA's cuDNN convolutions run fastest in; `compile` adds `torch.compile`, which fuses each
-GroupNorm with the SiLU after it and the elementwise work around them.
+TF32, which rounds convolution inputs to 10 mantissa bits; see `exact_float32`). The fast path
+holds the weights in bfloat16 ("bf16") or float16 ("fp16"), converted once when it is chosen
+rather than on every call as autocast would, and keeps every activation channels_last (NHWC), the
+layout the CPU's oneDNN and CUDA's cuDNN convolutions run fastest in; `compile` adds
+`torch.compile`, which fuses each GroupNorm with the SiLU after it and the elementwise work around
+them.
 
 What the fast path gives up is measured by `benchmarks/throughput.py` and listed in the README: a
 few tokens differ from float32's where a latent sits within rounding of zero, and reconstructions
